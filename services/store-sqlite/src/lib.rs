@@ -1,0 +1,270 @@
+//! The embedded event store: one SQLite file, read and written through `sqlx`.
+//!
+//! # Why positions are gap-safe here
+//! All appends go through one writer connection and each append is one `BEGIN IMMEDIATE`
+//! transaction, so at most one append is in flight at any time. A position (the rowid) is
+//! assigned inside that transaction and the next append cannot start before it commits or
+//! rolls back. Readers use WAL snapshots of committed data only. Hence when a reader sees
+//! position `p`, every position below `p` that will ever exist is already committed and
+//! visible: resuming "after `p`" can never skip an event.
+//!
+//! # Concurrency
+//! The single writer serialises appends; the expected-version check and the
+//! `UNIQUE (stream_id, version)` constraint both run inside that transaction, the constraint
+//! being the backstop should another process write the same file.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use eventline_core::{
+    AppendOutcome, Envelope, EventStore, NewEvent, Position, StoreError, StreamVersion,
+    validate_append,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+
+const STORE: &str = "sqlite";
+
+/// An [`EventStore`] in one SQLite file, for embedded mode and tests.
+#[derive(Debug, Clone)]
+pub struct SqliteEventStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    path: PathBuf,
+}
+
+fn db_error(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Database {
+        store: STORE,
+        action,
+        source: Box::new(source),
+    }
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(db_error("parsing connection options"))?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged append survives a crash of the process and of the machine.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db_error("opening the writer connection"))?;
+        sqlx::migrate!("./migrations")
+            .run(&writer)
+            .await
+            .map_err(|source| StoreError::Database {
+                store: STORE,
+                action: "migrating the schema",
+                source: Box::new(source),
+            })?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(db_error("opening reader connections"))?;
+        Ok(Self {
+            writer,
+            readers,
+            path,
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes all connections, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+}
+
+async fn current_version(
+    conn: &mut SqliteConnection,
+    stream_id: &str,
+) -> Result<StreamVersion, StoreError> {
+    let version: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?")
+            .bind(stream_id)
+            .fetch_one(conn)
+            .await
+            .map_err(db_error("reading the stream version"))?;
+    Ok(u64::try_from(version).unwrap_or(0))
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn envelope_from_row(row: &SqliteRow) -> Result<Envelope, StoreError> {
+    let position: i64 = row.get(0);
+    let position = u64::try_from(position).unwrap_or(0);
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let payload: &str = row.get(6);
+    let metadata: &str = row.get(7);
+    let recorded_at: &str = row.get(8);
+    Ok(Envelope {
+        position,
+        stream_id: row.get(1),
+        stream_type: row.get(2),
+        version: u64::try_from(row.get::<i64, _>(3)).unwrap_or(0),
+        event_type: row.get(4),
+        schema_version: u32::try_from(row.get::<i64, _>(5)).unwrap_or(0),
+        payload: serde_json::from_str(payload).map_err(|e| corrupt(format!("payload: {e}")))?,
+        metadata: serde_json::from_str(metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
+        recorded_at: DateTime::parse_from_rfc3339(recorded_at)
+            .map_err(|e| corrupt(format!("recorded_at: {e}")))?
+            .with_timezone(&Utc),
+    })
+}
+
+/// The columns [`envelope_from_row`] reads, followed by the rest of a query.
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, stream_id, stream_type, version, event_type, schema_version, ",
+            "payload, metadata, recorded_at FROM events ",
+            $rest
+        )
+    };
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    fn kind(&self) -> &'static str {
+        STORE
+    }
+
+    async fn append(
+        &self,
+        stream_id: &str,
+        stream_type: &str,
+        expected: StreamVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        validate_append(stream_id, stream_type, &events)?;
+        let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error("beginning an append"))?;
+        let actual = current_version(&mut tx, stream_id).await?;
+        if actual != expected {
+            return Err(StoreError::Conflict {
+                stream_id: stream_id.to_owned(),
+                expected,
+                actual,
+            });
+        }
+        let mut last_position = 0;
+        for (offset, event) in (1..).zip(&events) {
+            let metadata =
+                serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidInput {
+                    stream_id: stream_id.to_owned(),
+                    reason: format!("metadata does not serialise: {e}"),
+                })?;
+            let inserted = sqlx::query(
+                "INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, \
+                 payload, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(stream_id)
+            .bind(stream_type)
+            .bind(to_i64(expected + offset))
+            .bind(&event.event_type)
+            .bind(i64::from(event.schema_version))
+            .bind(event.payload.to_string())
+            .bind(metadata)
+            .bind(&recorded_at)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(done) => last_position = u64::try_from(done.last_insert_rowid()).unwrap_or(0),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    drop(tx);
+                    let mut conn = self
+                        .readers
+                        .acquire()
+                        .await
+                        .map_err(db_error("reading the stream version"))?;
+                    return Err(StoreError::Conflict {
+                        stream_id: stream_id.to_owned(),
+                        expected,
+                        actual: current_version(&mut conn, stream_id).await?,
+                    });
+                }
+                Err(e) => return Err(db_error("inserting an event")(e)),
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(db_error("committing an append"))?;
+        Ok(AppendOutcome {
+            version: expected + events.len() as u64,
+            last_position,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let rows = sqlx::query(select_events!(
+            "WHERE stream_id = ? AND version > ? ORDER BY version LIMIT ?"
+        ))
+        .bind(stream_id)
+        .bind(to_i64(after_version))
+        .bind(to_i64(limit as u64))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_error("reading a stream"))?;
+        rows.iter().map(envelope_from_row).collect()
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
+        let rows = sqlx::query(select_events!(
+            "WHERE position > ? ORDER BY position LIMIT ?"
+        ))
+        .bind(to_i64(after))
+        .bind(to_i64(limit as u64))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_error("reading all events"))?;
+        rows.iter().map(envelope_from_row).collect()
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.readers)
+            .await
+            .map_err(db_error("reading the head position"))?;
+        Ok(u64::try_from(head).unwrap_or(0))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.readers)
+            .await
+            .map_err(db_error("pinging"))?;
+        Ok(())
+    }
+}
