@@ -1,1 +1,17 @@
+//! The HTTP layer shared by Eventline's command and query services.
+//!
+//! - [`ApiError`]: the one error type of every handler, rendered as RFC 9457
+//!   `application/problem+json`, with the status decided in one place ([`ApiError::status_code`]);
+//! - [`ApiJson`] / [`ApiQuery`]: extractors whose rejections name the offending field;
+//! - [`ops_routes`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
+//! - [`serve`]: request ids, tracing, metrics and graceful shutdown around a router.
 
+mod error;
+mod extract;
+mod ops;
+mod serve;
+
+pub use error::{ApiError, Problem};
+pub use extract::{ApiJson, ApiQuery, Cursor, etag, expected_version};
+pub use ops::{ReadyCheck, ops_routes, prometheus};
+pub use serve::{serve, shutdown_signal};

@@ -1,0 +1,253 @@
+//! Assembles Eventline's services from their crates.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use eventline_bank::AccountsProjection;
+use eventline_bank::api::{CommandState, QueryState, command_routes, query_routes};
+use eventline_core::{EventStore, Projection};
+use eventline_http::{ReadyCheck, ops_routes, serve};
+use eventline_projector::{NotifyOnAppend, ProjectorConfig, ProjectorError, StoreProjector};
+use eventline_readmodel::ReadModelDb;
+use eventline_store_sqlite::SqliteEventStore;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::cli::{CommandApiArgs, EmbeddedArgs, ProjectArgs, QueryApiArgs};
+use crate::url::{OpenError, open_read_model, open_store};
+
+/// Why a service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("event store: {0}")]
+    Store(#[from] eventline_core::StoreError),
+    #[error("read model: {0}")]
+    ReadModel(#[from] eventline_readmodel::ReadModelError),
+    #[error(transparent)]
+    Projector(#[from] ProjectorError),
+    #[error("a service task panicked: {0}")]
+    Panicked(String),
+}
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Eventline command API",
+    description = "Commands append events to the event store. Errors are RFC 9457 problem documents."
+))]
+struct CommandApiDoc;
+
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Eventline query API",
+    description = "Read models kept by projectors. Errors are RFC 9457 problem documents."
+))]
+struct QueryApiDoc;
+
+fn store_check(store: Arc<dyn EventStore>) -> (&'static str, ReadyCheck) {
+    let check: ReadyCheck = Arc::new(move || {
+        let store = Arc::clone(&store);
+        Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+    });
+    ("event_store", check)
+}
+
+fn read_model_check(db: ReadModelDb) -> (&'static str, ReadyCheck) {
+    let check: ReadyCheck = Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
+    });
+    ("read_model", check)
+}
+
+/// The command service: every domain's command routes plus the operational endpoints.
+pub fn command_service(store: Arc<dyn EventStore>) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(CommandApiDoc::openapi())
+        .merge(command_routes(CommandState::new(Arc::clone(&store))))
+        .split_for_parts();
+    router.merge(ops_routes(vec![store_check(store)], openapi))
+}
+
+/// The query service: every domain's query routes plus the operational endpoints.
+pub fn query_service(db: ReadModelDb) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(QueryApiDoc::openapi())
+        .merge(query_routes(QueryState::new(db.clone())))
+        .split_for_parts();
+    router.merge(ops_routes(vec![read_model_check(db)], openapi))
+}
+
+/// The projections this build of Eventline runs.
+pub fn projections() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(AccountsProjection)]
+}
+
+async fn listen(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Listen { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, AppError> {
+    listener
+        .local_addr()
+        .map_err(|source| AppError::Listen { addr, source })
+}
+
+/// A set of service tasks that stop together.
+#[derive(Debug)]
+pub struct Services {
+    tasks: JoinSet<Result<(), AppError>>,
+    shutdown: CancellationToken,
+}
+
+impl Services {
+    fn new(shutdown: CancellationToken) -> Self {
+        Self {
+            tasks: JoinSet::new(),
+            shutdown,
+        }
+    }
+
+    fn serve(&mut self, listener: TcpListener, router: Router) {
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            serve(listener, router, shutdown)
+                .await
+                .map_err(|source| AppError::Io {
+                    what: "serving HTTP".into(),
+                    source,
+                })
+        });
+    }
+
+    fn project(&mut self, projector: StoreProjector) {
+        let shutdown = self.shutdown.clone();
+        self.tasks
+            .spawn(async move { projector.run(shutdown).await.map_err(AppError::from) });
+    }
+
+    /// Waits until every task has stopped. The first failure cancels the others (so the
+    /// process exits rather than limping on half-alive) and is returned.
+    pub async fn wait(mut self) -> Result<(), AppError> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let result = joined.unwrap_or_else(|e| Err(AppError::Panicked(e.to_string())));
+            if let Err(error) = result {
+                self.shutdown.cancel();
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Embedded mode, started: both APIs listening and the projector running.
+#[derive(Debug)]
+pub struct Embedded {
+    pub command_addr: SocketAddr,
+    pub query_addr: SocketAddr,
+    pub services: Services,
+}
+
+impl Embedded {
+    /// Opens (or creates) the data directory and starts everything; returns once both APIs
+    /// listen and the read model's tables exist.
+    pub async fn start(args: &EmbeddedArgs, shutdown: CancellationToken) -> Result<Self, AppError> {
+        std::fs::create_dir_all(&args.data_dir).map_err(|source| AppError::Io {
+            what: format!("creating the data directory {}", args.data_dir.display()),
+            source,
+        })?;
+        let events = SqliteEventStore::open(args.data_dir.join("events.sqlite")).await?;
+        let store = NotifyOnAppend::new(Arc::new(events));
+        let appended = store.subscribe();
+        let store: Arc<dyn EventStore> = Arc::new(store);
+        let db = ReadModelDb::open_sqlite(args.data_dir.join("readmodel.sqlite")).await?;
+
+        let mut services = Services::new(shutdown);
+        for projection in projections() {
+            let projector = StoreProjector::new(Arc::clone(&store), db.clone(), projection)
+                .with_config(ProjectorConfig {
+                    batch_size: args.batch_size as usize,
+                    ..ProjectorConfig::default()
+                })
+                .with_append_signal(appended.clone());
+            projector.prepare().await?;
+            services.project(projector);
+        }
+        let command_listener = listen(args.command_addr).await?;
+        let query_listener = listen(args.query_addr).await?;
+        let command_addr = local_addr(&command_listener, args.command_addr)?;
+        let query_addr = local_addr(&query_listener, args.query_addr)?;
+        services.serve(command_listener, command_service(store));
+        services.serve(query_listener, query_service(db));
+        tracing::info!(
+            data_dir = %args.data_dir.display(),
+            command_api = %format!("http://{command_addr}"),
+            query_api = %format!("http://{query_addr}"),
+            "eventline embedded mode is up"
+        );
+        Ok(Self {
+            command_addr,
+            query_addr,
+            services,
+        })
+    }
+}
+
+/// `eventline command-api`.
+pub async fn command_api(args: &CommandApiArgs, shutdown: CancellationToken) -> Result<Services, AppError> {
+    let store = open_store("--store", &args.store).await?;
+    let listener = listen(args.listen).await?;
+    tracing::info!(store = %args.store, listen = %local_addr(&listener, args.listen)?, "command API is up");
+    let mut services = Services::new(shutdown);
+    services.serve(listener, command_service(store));
+    Ok(services)
+}
+
+/// `eventline query-api`.
+pub async fn query_api(args: &QueryApiArgs, shutdown: CancellationToken) -> Result<Services, AppError> {
+    let db = open_read_model("--read-model", &args.read_model).await?;
+    let listener = listen(args.listen).await?;
+    tracing::info!(read_model = %args.read_model, listen = %local_addr(&listener, args.listen)?, "query API is up");
+    let mut services = Services::new(shutdown);
+    services.serve(listener, query_service(db));
+    Ok(services)
+}
+
+/// `eventline project`: every projection, plus `/healthz`, `/readyz` and `/metrics`.
+pub async fn project(args: &ProjectArgs, shutdown: CancellationToken) -> Result<Services, AppError> {
+    let store = open_store("--store", &args.store).await?;
+    let db = open_read_model("--read-model", &args.read_model).await?;
+    let listener = listen(args.listen).await?;
+    let mut services = Services::new(shutdown);
+    for projection in projections() {
+        let projector = StoreProjector::new(Arc::clone(&store), db.clone(), projection)
+            .with_config(ProjectorConfig {
+                batch_size: args.batch_size as usize,
+                ..ProjectorConfig::default()
+            });
+        projector.prepare().await?;
+        services.project(projector);
+    }
+    tracing::info!(store = %args.store, read_model = %args.read_model, "projector is up");
+    let checks = vec![store_check(store), read_model_check(db)];
+    services.serve(listener, ops_routes(checks, utoipa::openapi::OpenApi::default()));
+    Ok(services)
+}

@@ -1,0 +1,89 @@
+//! The command line. Every flag can also be set by the environment variable it names, the
+//! same names the Helm charts use.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+use crate::url::DatabaseUrl;
+
+/// Eventline: CQRS and event sourcing, from HTTP commands to SQL read models.
+#[derive(Debug, Parser)]
+#[command(name = "eventline", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, env = "EVENTLINE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// Log filter, in RUST_LOG syntax (e.g. `info,eventline_projector=debug`).
+    #[arg(long, env = "EVENTLINE_LOG", default_value = "info", global = true)]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Command API, query API and projector in one process, on SQLite files in a data
+    /// directory. Needs no external server.
+    Embedded(EmbeddedArgs),
+    /// The command service: takes commands over HTTP and appends events to the store.
+    CommandApi(CommandApiArgs),
+    /// The query service: serves the read models over HTTP.
+    QueryApi(QueryApiArgs),
+    /// A projector: keeps the read models up to date from the event store.
+    Project(ProjectArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EmbeddedArgs {
+    /// Where the event store and read model files live (created if missing).
+    #[arg(long, env = "EVENTLINE_DATA_DIR", default_value = "./eventline-data")]
+    pub data_dir: PathBuf,
+    /// Address of the command API.
+    #[arg(long, env = "EVENTLINE_COMMAND_ADDR", default_value = "127.0.0.1:8080")]
+    pub command_addr: SocketAddr,
+    /// Address of the query API.
+    #[arg(long, env = "EVENTLINE_QUERY_ADDR", default_value = "127.0.0.1:8081")]
+    pub query_addr: SocketAddr,
+    /// Events per projector transaction.
+    #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommandApiArgs {
+    /// The event store, e.g. `sqlite://./eventline-data/events.sqlite`.
+    #[arg(long, env = "EVENTLINE_STORE_URL")]
+    pub store: DatabaseUrl,
+    /// Address to listen on.
+    #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueryApiArgs {
+    /// The read-model database, e.g. `sqlite://./eventline-data/readmodel.sqlite`.
+    #[arg(long, env = "EVENTLINE_READ_MODEL_URL")]
+    pub read_model: DatabaseUrl,
+    /// Address to listen on.
+    #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:8081")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProjectArgs {
+    /// The event store to tail.
+    #[arg(long, env = "EVENTLINE_STORE_URL")]
+    pub store: DatabaseUrl,
+    /// The read-model database to keep.
+    #[arg(long, env = "EVENTLINE_READ_MODEL_URL")]
+    pub read_model: DatabaseUrl,
+    /// Events per projector transaction.
+    #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
+    pub listen: SocketAddr,
+}

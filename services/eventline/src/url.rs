@@ -1,0 +1,147 @@
+//! Database URLs: chosen by scheme, never logged with their credentials.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use eventline_core::EventStore;
+use eventline_readmodel::ReadModelDb;
+use eventline_store_sqlite::SqliteEventStore;
+
+/// A database URL that may carry a password. `Debug` and `Display` show it with the
+/// user-info part replaced by `***`, so it can be logged and printed in errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn scheme(&self) -> &str {
+        self.0.split(':').next().unwrap_or_default()
+    }
+
+    /// The path of a `sqlite://PATH` or `sqlite:PATH` URL.
+    fn sqlite_path(&self) -> Option<&str> {
+        let rest = self.0.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        Some(rest.split('?').next().unwrap_or(rest))
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((scheme, _)) if !scheme.is_empty() => Ok(DatabaseUrl(s.to_owned())),
+            _ => Err("expected a URL such as sqlite://./eventline-data/events.sqlite".to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((_, host)) => write!(f, "{scheme}://***@{host}"),
+                None => write!(f, "{}", self.0),
+            },
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// Why a store or read model could not be opened from its URL.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{flag}: unsupported scheme {scheme:?} (supported: {supported})")]
+    UnsupportedScheme {
+        flag: &'static str,
+        scheme: String,
+        supported: &'static str,
+    },
+    #[error("{flag}: {url}: {source}")]
+    Store {
+        flag: &'static str,
+        url: DatabaseUrl,
+        #[source]
+        source: eventline_core::StoreError,
+    },
+    #[error("{flag}: {url}: {source}")]
+    ReadModel {
+        flag: &'static str,
+        url: DatabaseUrl,
+        #[source]
+        source: eventline_readmodel::ReadModelError,
+    },
+}
+
+/// Opens the event store a URL names; `flag` is the option it came from, for errors.
+pub async fn open_store(flag: &'static str, url: &DatabaseUrl) -> Result<Arc<dyn EventStore>, OpenError> {
+    match url.sqlite_path() {
+        Some(path) => SqliteEventStore::open(path)
+            .await
+            .map(|store| Arc::new(store) as Arc<dyn EventStore>)
+            .map_err(|source| OpenError::Store {
+                flag,
+                url: url.clone(),
+                source,
+            }),
+        None => Err(OpenError::UnsupportedScheme {
+            flag,
+            scheme: url.scheme().to_owned(),
+            supported: "sqlite",
+        }),
+    }
+}
+
+/// Opens the read-model database a URL names.
+pub async fn open_read_model(flag: &'static str, url: &DatabaseUrl) -> Result<ReadModelDb, OpenError> {
+    match url.sqlite_path() {
+        Some(path) => ReadModelDb::open_sqlite(path).await,
+        None => ReadModelDb::connect(url.expose()).await,
+    }
+    .map_err(|source| match source {
+        eventline_readmodel::ReadModelError::UnsupportedUrl { scheme } => OpenError::UnsupportedScheme {
+            flag,
+            scheme,
+            supported: "sqlite",
+        },
+        source => OpenError::ReadModel {
+            flag,
+            url: url.clone(),
+            source,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_show() {
+        let url: DatabaseUrl = "postgres://eventline:s3cret@db:5432/events".parse().expect("url");
+        assert_eq!(url.to_string(), "postgres://***@db:5432/events");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.expose(), "postgres://eventline:s3cret@db:5432/events");
+    }
+
+    #[test]
+    fn sqlite_paths() {
+        let url: DatabaseUrl = "sqlite://./data/events.sqlite".parse().expect("url");
+        assert_eq!(url.sqlite_path(), Some("./data/events.sqlite"));
+        let url: DatabaseUrl = "sqlite:/tmp/e.sqlite?mode=rwc".parse().expect("url");
+        assert_eq!(url.sqlite_path(), Some("/tmp/e.sqlite"));
+        assert!("no-scheme".parse::<DatabaseUrl>().is_err());
+    }
+}
