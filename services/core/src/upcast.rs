@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 pub trait Upcaster: Send + Sync + std::fmt::Debug {
     /// The event type this upcaster understands.
     fn event_type(&self) -> &str;
-    /// The schema version it reads; it produces `from_version() + 1`.
-    fn from_version(&self) -> u32;
+    /// The schema version it reads; it produces `reads_version() + 1`.
+    fn reads_version(&self) -> u32;
     fn upcast(&self, payload: serde_json::Value) -> Result<serde_json::Value, UpcastError>;
 }
 
@@ -24,7 +24,7 @@ impl Upcaster for FnUpcaster {
     fn event_type(&self) -> &str {
         self.event_type
     }
-    fn from_version(&self) -> u32 {
+    fn reads_version(&self) -> u32 {
         self.from_version
     }
     fn upcast(&self, payload: serde_json::Value) -> Result<serde_json::Value, UpcastError> {
@@ -83,7 +83,7 @@ impl UpcasterChain {
         while let Some(step) = self
             .upcasters
             .iter()
-            .find(|u| u.event_type() == event_type && u.from_version() == schema_version)
+            .find(|u| u.event_type() == event_type && u.reads_version() == schema_version)
         {
             payload = step.upcast(payload)?;
             schema_version += 1;

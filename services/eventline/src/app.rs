@@ -24,7 +24,7 @@ use crate::url::{OpenError, open_read_model, open_store};
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
-    Open(#[from] OpenError),
+    Open(Box<OpenError>),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -45,6 +45,12 @@ pub enum AppError {
     Projector(#[from] ProjectorError),
     #[error("a service task panicked: {0}")]
     Panicked(String),
+}
+
+impl From<OpenError> for AppError {
+    fn from(error: OpenError) -> Self {
+        AppError::Open(Box::new(error))
+    }
 }
 
 #[derive(OpenApi)]
@@ -212,7 +218,10 @@ impl Embedded {
 }
 
 /// `eventline command-api`.
-pub async fn command_api(args: &CommandApiArgs, shutdown: CancellationToken) -> Result<Services, AppError> {
+pub async fn command_api(
+    args: &CommandApiArgs,
+    shutdown: CancellationToken,
+) -> Result<Services, AppError> {
     let store = open_store("--store", &args.store).await?;
     let listener = listen(args.listen).await?;
     tracing::info!(store = %args.store, listen = %local_addr(&listener, args.listen)?, "command API is up");
@@ -222,7 +231,10 @@ pub async fn command_api(args: &CommandApiArgs, shutdown: CancellationToken) -> 
 }
 
 /// `eventline query-api`.
-pub async fn query_api(args: &QueryApiArgs, shutdown: CancellationToken) -> Result<Services, AppError> {
+pub async fn query_api(
+    args: &QueryApiArgs,
+    shutdown: CancellationToken,
+) -> Result<Services, AppError> {
     let db = open_read_model("--read-model", &args.read_model).await?;
     let listener = listen(args.listen).await?;
     tracing::info!(read_model = %args.read_model, listen = %local_addr(&listener, args.listen)?, "query API is up");
@@ -232,7 +244,10 @@ pub async fn query_api(args: &QueryApiArgs, shutdown: CancellationToken) -> Resu
 }
 
 /// `eventline project`: every projection, plus `/healthz`, `/readyz` and `/metrics`.
-pub async fn project(args: &ProjectArgs, shutdown: CancellationToken) -> Result<Services, AppError> {
+pub async fn project(
+    args: &ProjectArgs,
+    shutdown: CancellationToken,
+) -> Result<Services, AppError> {
     let store = open_store("--store", &args.store).await?;
     let db = open_read_model("--read-model", &args.read_model).await?;
     let listener = listen(args.listen).await?;
@@ -248,6 +263,9 @@ pub async fn project(args: &ProjectArgs, shutdown: CancellationToken) -> Result<
     }
     tracing::info!(store = %args.store, read_model = %args.read_model, "projector is up");
     let checks = vec![store_check(store), read_model_check(db)];
-    services.serve(listener, ops_routes(checks, utoipa::openapi::OpenApi::default()));
+    services.serve(
+        listener,
+        ops_routes(checks, utoipa::openapi::OpenApi::default()),
+    );
     Ok(services)
 }

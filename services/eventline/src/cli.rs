@@ -14,7 +14,13 @@ use crate::url::DatabaseUrl;
 #[command(name = "eventline", version, about, propagate_version = true)]
 pub struct Cli {
     /// Log line format.
-    #[arg(long, env = "EVENTLINE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "EVENTLINE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     /// Log filter, in RUST_LOG syntax (e.g. `info,eventline_projector=debug`).
     #[arg(long, env = "EVENTLINE_LOG", default_value = "info", global = true)]

@@ -86,7 +86,10 @@ pub enum OpenError {
 }
 
 /// Opens the event store a URL names; `flag` is the option it came from, for errors.
-pub async fn open_store(flag: &'static str, url: &DatabaseUrl) -> Result<Arc<dyn EventStore>, OpenError> {
+pub async fn open_store(
+    flag: &'static str,
+    url: &DatabaseUrl,
+) -> Result<Arc<dyn EventStore>, OpenError> {
     match url.sqlite_path() {
         Some(path) => SqliteEventStore::open(path)
             .await
@@ -105,17 +108,22 @@ pub async fn open_store(flag: &'static str, url: &DatabaseUrl) -> Result<Arc<dyn
 }
 
 /// Opens the read-model database a URL names.
-pub async fn open_read_model(flag: &'static str, url: &DatabaseUrl) -> Result<ReadModelDb, OpenError> {
+pub async fn open_read_model(
+    flag: &'static str,
+    url: &DatabaseUrl,
+) -> Result<ReadModelDb, OpenError> {
     match url.sqlite_path() {
         Some(path) => ReadModelDb::open_sqlite(path).await,
         None => ReadModelDb::connect(url.expose()).await,
     }
     .map_err(|source| match source {
-        eventline_readmodel::ReadModelError::UnsupportedUrl { scheme } => OpenError::UnsupportedScheme {
-            flag,
-            scheme,
-            supported: "sqlite",
-        },
+        eventline_readmodel::ReadModelError::UnsupportedUrl { scheme } => {
+            OpenError::UnsupportedScheme {
+                flag,
+                scheme,
+                supported: "sqlite",
+            }
+        }
         source => OpenError::ReadModel {
             flag,
             url: url.clone(),
@@ -130,7 +138,9 @@ mod tests {
 
     #[test]
     fn credentials_never_show() {
-        let url: DatabaseUrl = "postgres://eventline:s3cret@db:5432/events".parse().expect("url");
+        let url: DatabaseUrl = "postgres://eventline:s3cret@db:5432/events"
+            .parse()
+            .expect("url");
         assert_eq!(url.to_string(), "postgres://***@db:5432/events");
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(url.expose(), "postgres://eventline:s3cret@db:5432/events");

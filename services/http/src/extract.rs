@@ -68,7 +68,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Ok(value) => {
                 de.end().map_err(|e| {
                     ApiError::bad_request(
-                        format!("the body is not valid JSON: {}", without_location(e.to_string())),
+                        format!(
+                            "the body is not valid JSON: {}",
+                            without_location(e.to_string())
+                        ),
                         Vec::new(),
                     )
                 })?;
@@ -106,14 +109,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 /// The expected stream version of a command, from `If-Match` (`"3"`, `W/"3"` or `3`) or from
 /// the body's `expected_version`; both given and different is a 400.
-pub fn expected_version(headers: &HeaderMap, in_body: Option<u64>) -> Result<Option<u64>, ApiError> {
+pub fn expected_version(
+    headers: &HeaderMap,
+    in_body: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(in_body);
     };
     let invalid = || {
         ApiError::bad_request(
             "If-Match must be a stream version such as \"3\"",
-            vec![FieldError::new("If-Match", "expected a quoted stream version")],
+            vec![FieldError::new(
+                "If-Match",
+                "expected a quoted stream version",
+            )],
         )
     };
     let text = value.to_str().map_err(|_| invalid())?.trim();
@@ -125,7 +134,10 @@ pub fn expected_version(headers: &HeaderMap, in_body: Option<u64>) -> Result<Opt
     match in_body {
         Some(body) if body != from_header => Err(ApiError::bad_request(
             format!("If-Match says version {from_header} but expected_version says {body}"),
-            vec![FieldError::new("expected_version", "disagrees with If-Match")],
+            vec![FieldError::new(
+                "expected_version",
+                "disagrees with If-Match",
+            )],
         )),
         _ => Ok(Some(from_header)),
     }
@@ -149,7 +161,10 @@ impl Cursor {
     pub fn invalid() -> ApiError {
         ApiError::bad_request(
             "invalid query parameter: cursor: not a cursor this service handed out",
-            vec![FieldError::new("cursor", "not a cursor this service handed out")],
+            vec![FieldError::new(
+                "cursor",
+                "not a cursor this service handed out",
+            )],
         )
     }
 

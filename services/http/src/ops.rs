@@ -39,12 +39,18 @@ pub fn prometheus() -> &'static PrometheusHandle {
 
 /// `/healthz` (the process is alive), `/readyz` (every dependency answers), `/metrics`
 /// (Prometheus text format) and `/openapi.json` (generated from the handlers).
-pub fn ops_routes(checks: Vec<(&'static str, ReadyCheck)>, openapi: utoipa::openapi::OpenApi) -> Router {
+pub fn ops_routes(
+    checks: Vec<(&'static str, ReadyCheck)>,
+    openapi: utoipa::openapi::OpenApi,
+) -> Router {
     let checks = Arc::new(checks);
     let openapi = Arc::new(openapi);
     prometheus();
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route(
             "/readyz",
             get(move || {

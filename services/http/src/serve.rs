@@ -5,6 +5,8 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::net::TcpListener;
+
+use crate::error::ApiError;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -44,6 +46,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = router
+        .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn(track_metrics))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(

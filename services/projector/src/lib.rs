@@ -72,7 +72,11 @@ pub struct StoreProjector {
 }
 
 impl StoreProjector {
-    pub fn new(store: Arc<dyn EventStore>, db: ReadModelDb, projection: Arc<dyn Projection>) -> Self {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        db: ReadModelDb,
+        projection: Arc<dyn Projection>,
+    ) -> Self {
         Self {
             store,
             db,
@@ -109,14 +113,14 @@ impl StoreProjector {
     /// Applies one batch after the checkpoint; returns how many events it read (0 = caught up).
     pub async fn step(&self, schema: &Schema) -> Result<usize, ProjectorError> {
         let name = self.projection.name();
-        let checkpoint = self
-            .db
-            .checkpoint(name)
-            .await
-            .map_err(|source| ProjectorError::ReadModel {
-                projection: name,
-                source,
-            })?;
+        let checkpoint =
+            self.db
+                .checkpoint(name)
+                .await
+                .map_err(|source| ProjectorError::ReadModel {
+                    projection: name,
+                    source,
+                })?;
         let events = self
             .store
             .read_all(checkpoint, self.config.batch_size)
@@ -154,8 +158,13 @@ impl StoreProjector {
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!("eventline_projector_checkpoint_position", "projection" => name)
             .set(outcome.checkpoint as f64);
-        tracing::debug!(projection = name, applied = outcome.applied,
-            dead_lettered = outcome.dead_lettered, checkpoint = outcome.checkpoint, "batch committed");
+        tracing::debug!(
+            projection = name,
+            applied = outcome.applied,
+            dead_lettered = outcome.dead_lettered,
+            checkpoint = outcome.checkpoint,
+            "batch committed"
+        );
         Ok(events.len())
     }
 
@@ -174,9 +183,10 @@ impl StoreProjector {
 
     async fn record_lag(&self) {
         let name = self.projection.name();
-        if let (Ok(head), Ok(checkpoint)) =
-            (self.store.head_position().await, self.db.checkpoint(name).await)
-        {
+        if let (Ok(head), Ok(checkpoint)) = (
+            self.store.head_position().await,
+            self.db.checkpoint(name).await,
+        ) {
             metrics::gauge!("eventline_projection_lag_events", "projection" => name)
                 .set(head.saturating_sub(checkpoint) as f64);
         }
@@ -188,8 +198,12 @@ impl StoreProjector {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ProjectorError> {
         let schema = self.prepare().await?;
         let name = self.projection.name();
-        tracing::info!(projection = name, store = self.store.kind(),
-            read_model = self.db.dialect().name(), "projector started");
+        tracing::info!(
+            projection = name,
+            store = self.store.kind(),
+            read_model = self.db.dialect().name(),
+            "projector started"
+        );
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.step(&schema).await {

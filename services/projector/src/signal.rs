@@ -1,7 +1,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use eventline_core::{AppendOutcome, Envelope, EventStore, NewEvent, Position, StoreError, StreamVersion};
+use eventline_core::{
+    AppendOutcome, Envelope, EventStore, NewEvent, Position, StoreError, StreamVersion,
+};
 use tokio::sync::watch;
 
 /// An [`EventStore`] that announces each committed append, so projectors in the same process
@@ -40,7 +42,10 @@ impl EventStore for NotifyOnAppend {
         expected: StreamVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let outcome = self.inner.append(stream_id, stream_type, expected, events).await?;
+        let outcome = self
+            .inner
+            .append(stream_id, stream_type, expected, events)
+            .await?;
         self.appended.send_replace(outcome.last_position);
         Ok(outcome)
     }
@@ -51,7 +56,9 @@ impl EventStore for NotifyOnAppend {
         after_version: StreamVersion,
         limit: usize,
     ) -> Result<Vec<Envelope>, StoreError> {
-        self.inner.read_stream(stream_id, after_version, limit).await
+        self.inner
+            .read_stream(stream_id, after_version, limit)
+            .await
     }
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {

@@ -413,7 +413,9 @@ mod tests {
             serde_json::json!({"amount": 5, "balance": 7})
         );
         assert_eq!(
-            AccountEvent::AccountClosed {}.to_payload().expect("payload"),
+            AccountEvent::AccountClosed {}
+                .to_payload()
+                .expect("payload"),
             serde_json::json!({})
         );
     }

@@ -12,7 +12,7 @@ pub mod api;
 mod projection;
 
 pub use account::{
-    Account, AccountCommand, AccountError, AccountEvent, AccountStatus, AccountType,
-    CloseAccount, DepositFunds, MAX_AMOUNT, OpenAccount, WithdrawFunds,
+    Account, AccountCommand, AccountError, AccountEvent, AccountStatus, AccountType, CloseAccount,
+    DepositFunds, MAX_AMOUNT, OpenAccount, WithdrawFunds,
 };
 pub use projection::{AccountsProjection, accounts_table, history_table};

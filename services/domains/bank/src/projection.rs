@@ -154,7 +154,11 @@ mod tests {
     #[test]
     fn a_deposit_updates_the_balance_and_appends_history() {
         let ops = AccountsProjection
-            .apply(&envelope(2, "FundsDeposited", json!({"amount": 5, "balance": 15})))
+            .apply(&envelope(
+                2,
+                "FundsDeposited",
+                json!({"amount": 5, "balance": 15}),
+            ))
             .expect("applies");
         assert_eq!(ops.len(), 2);
         match &ops[0] {

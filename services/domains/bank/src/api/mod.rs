@@ -6,5 +6,7 @@
 mod commands;
 mod queries;
 
-pub use commands::{CloseRequest, CommandAccepted, CommandState, FundsRequest, OpenAccountRequest, command_routes};
+pub use commands::{
+    CloseRequest, CommandAccepted, CommandState, FundsRequest, OpenAccountRequest, command_routes,
+};
 pub use queries::{AccountPage, AccountView, HistoryEntry, HistoryPage, QueryState, query_routes};

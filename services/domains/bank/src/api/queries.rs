@@ -131,13 +131,20 @@ fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
         n @ 1..=MAX_LIMIT => Ok(n),
         _ => Err(ApiError::bad_request(
             format!("invalid query parameter: limit: must be between 1 and {MAX_LIMIT}"),
-            vec![FieldError::new("limit", format!("must be between 1 and {MAX_LIMIT}"))],
+            vec![FieldError::new(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            )],
         )),
     }
 }
 
 /// Turns a cursor back into the keyset bound for `order_by` columns of `table`.
-fn bound(cursor: Option<&str>, table: &Table, order_by: &[&str]) -> Result<Option<Vec<Value>>, ApiError> {
+fn bound(
+    cursor: Option<&str>,
+    table: &Table,
+    order_by: &[&str],
+) -> Result<Option<Vec<Value>>, ApiError> {
     let Some(cursor) = cursor else {
         return Ok(None);
     };

@@ -1,0 +1,181 @@
+//! Helpers shared by the integration tests: an embedded Eventline on ephemeral ports, an HTTP
+//! client, and waiting for a condition instead of sleeping.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use eventline::app::{Embedded, Services};
+use eventline::cli::EmbeddedArgs;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// An HTTP answer: status, headers and JSON body (`Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A client for one command API and one query API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub command: String,
+    pub query: String,
+    pub http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(command: impl Into<String>, query: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            query: query.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// POSTs a raw body (not necessarily JSON) with extra headers to the command API.
+    pub async fn post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.command))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Self::answer(request.send().await.expect("request")).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.post_raw(path, &body.to_string(), &[]).await
+    }
+
+    /// GETs from the query API.
+    pub async fn get(&self, path: &str) -> Answer {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.query))
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    /// GETs from the command API (for its operational endpoints).
+    pub async fn get_command(&self, path: &str) -> Answer {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.command))
+            .send()
+            .await
+            .expect("request");
+        Self::answer(response).await
+    }
+
+    /// Opens an account and returns its id.
+    pub async fn open_account(&self, holder: &str, opening_balance: i64) -> String {
+        let answer = self
+            .post(
+                "/accounts",
+                serde_json::json!({ "holder": holder, "opening_balance": opening_balance }),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+        answer.body["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// Embedded mode in this process, on ephemeral ports and a temporary data directory.
+#[derive(Debug)]
+pub struct TestApp {
+    pub client: Client,
+    pub data_dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    services: Services,
+}
+
+impl TestApp {
+    pub async fn start() -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let args = EmbeddedArgs {
+            data_dir: data_dir.path().to_path_buf(),
+            command_addr: "127.0.0.1:0".parse().expect("addr"),
+            query_addr: "127.0.0.1:0".parse().expect("addr"),
+            batch_size: 100,
+        };
+        let shutdown = CancellationToken::new();
+        let embedded = Embedded::start(&args, shutdown.clone())
+            .await
+            .expect("embedded mode starts");
+        Self {
+            client: Client::new(
+                format!("http://{}", embedded.command_addr),
+                format!("http://{}", embedded.query_addr),
+            ),
+            data_dir,
+            shutdown,
+            services: embedded.services,
+        }
+    }
+
+    /// Stops everything gracefully and checks nothing failed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.services.wait().await.expect("services stop cleanly");
+    }
+}
+
+/// Polls `probe` until it returns `Some`, failing after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the query API shows the account at `version`, and returns it.
+pub async fn account_at_version(client: &Client, id: &str, version: u64) -> Value {
+    eventually(
+        &format!("account {id} at version {version} in the read model"),
+        Duration::from_secs(20),
+        || async {
+            let answer = client.get(&format!("/accounts/{id}")).await;
+            (answer.status == StatusCode::OK && answer.body["version"] == version)
+                .then_some(answer.body)
+        },
+    )
+    .await
+}
