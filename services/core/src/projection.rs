@@ -137,7 +137,7 @@ pub enum RowOp {
 
 /// Why a projection could not apply an event. The projector dead-letters the event and goes on.
 #[derive(Debug, thiserror::Error)]
-#[error("event at position {position} ({event_type}) cannot be projected: {reason}")]
+#[error("event {position} ({event_type}) cannot be projected: {reason}")]
 pub struct ProjectionError {
     pub position: Position,
     pub event_type: String,

@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Envelope, NewEvent};
 
@@ -6,12 +7,50 @@ use crate::envelope::{Envelope, NewEvent};
 /// its first event has version 1.
 pub type StreamVersion = u64;
 
-/// A position in the store-wide order of events. 0 means "before the first event".
+/// Where an event stands in the store-wide order that [`EventStore::read_all`] follows.
 ///
-/// Positions only ever grow in the order [`EventStore::read_all`] returns events, but they may
-/// have holes (an aborted append can consume positions), so a reader never assumes `p + 1`
-/// follows `p`: it always asks for "everything after the last position I applied".
-pub type Position = u64;
+/// `event` is the event's global number: unique, shown to users, but *not* necessarily in
+/// commit order, because databases hand numbers out before commit. `commit` orders the
+/// commits: the writing transaction's id in PostgreSQL, the event number itself in stores that
+/// number events in commit order (SQLite's single writer, MongoDB's reserved positions).
+/// Positions compare as `(commit, event)`; that is the read order, so "after the last
+/// position I applied" never skips an event that committed late.
+///
+/// Numbers may have holes (an aborted append can consume some), so a reader never assumes
+/// `n + 1` follows `n`: it always asks for everything after the last position it applied.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Position {
+    pub commit: u64,
+    pub event: u64,
+}
+
+impl Position {
+    /// Before the first event.
+    pub const START: Position = Position {
+        commit: 0,
+        event: 0,
+    };
+
+    /// The position of event `n` in a store that numbers events in commit order.
+    pub const fn sequential(n: u64) -> Self {
+        Position {
+            commit: n,
+            event: n,
+        }
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.commit == self.event {
+            write!(f, "{}", self.event)
+        } else {
+            write!(f, "{}@{}", self.event, self.commit)
+        }
+    }
+}
 
 /// The result of a successful append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +75,8 @@ pub enum StoreError {
     #[error("invalid append to stream {stream_id:?}: {reason}")]
     InvalidInput { stream_id: String, reason: String },
     /// A stored row cannot be read back (bad JSON, bad timestamp).
-    #[error("stored event at position {position} is unreadable: {reason}")]
-    Corrupt { position: Position, reason: String },
+    #[error("stored event {position} is unreadable: {reason}")]
+    Corrupt { position: u64, reason: String },
     /// The database failed or is unreachable.
     #[error("{store} event store failed while {action}: {source}")]
     Database {
@@ -84,7 +123,7 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     /// Up to `limit` events after `after` in the store order (see the gap-safety contract).
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError>;
 
-    /// The position of the last event a reader can see now (0 when the store is empty).
+    /// The position of the last event a reader can see now ([`Position::START`] when empty).
     async fn head_position(&self) -> Result<Position, StoreError>;
 
     /// Checks that the store answers; used by `/readyz`.

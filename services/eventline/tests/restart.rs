@@ -168,7 +168,7 @@ async fn killed_during_a_burst_nothing_acknowledged_is_lost() {
     );
     for (row, event) in history.iter().zip(&events) {
         assert_eq!(row["version"], event.version);
-        assert_eq!(row["position"], event.position);
+        assert_eq!(row["position"], event.position.event);
         assert_eq!(row["event_type"], event.event_type.as_str());
         let opening = event.payload.get("opening_balance");
         let amount = event.payload.get("amount").or(opening);

@@ -157,12 +157,12 @@ impl StoreProjector {
         metrics::histogram!("eventline_projector_batch_seconds", "projection" => name)
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!("eventline_projector_checkpoint_position", "projection" => name)
-            .set(outcome.checkpoint as f64);
+            .set(outcome.checkpoint.event as f64);
         tracing::debug!(
             projection = name,
             applied = outcome.applied,
             dead_lettered = outcome.dead_lettered,
-            checkpoint = outcome.checkpoint,
+            checkpoint = %outcome.checkpoint,
             "batch committed"
         );
         Ok(events.len())
@@ -187,8 +187,9 @@ impl StoreProjector {
             self.store.head_position().await,
             self.db.checkpoint(name).await,
         ) {
+            // Event numbers may have holes, so this is an upper bound of the events behind.
             metrics::gauge!("eventline_projection_lag_events", "projection" => name)
-                .set(head.saturating_sub(checkpoint) as f64);
+                .set(head.event.saturating_sub(checkpoint.event) as f64);
         }
     }
 

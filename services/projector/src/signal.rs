@@ -19,7 +19,7 @@ impl NotifyOnAppend {
     pub fn new(inner: Arc<dyn EventStore>) -> Self {
         Self {
             inner,
-            appended: watch::Sender::new(0),
+            appended: watch::Sender::new(Position::START),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use eventline_bank::{AccountsProjection, accounts_table, history_table};
-use eventline_core::{EventStore, Metadata, NewEvent, Projection, Value};
+use eventline_core::{EventStore, Metadata, NewEvent, Position, Projection, Value};
 use eventline_projector::StoreProjector;
 use eventline_readmodel::{ProjectedEvent, ReadModelDb, Select};
 use eventline_store_sqlite::SqliteEventStore;
@@ -82,12 +82,15 @@ async fn redelivered_events_change_nothing() {
         .expect("append");
     let projector =
         StoreProjector::new(Arc::clone(&store), db.clone(), Arc::new(AccountsProjection));
-    assert_eq!(projector.catch_up().await.expect("catch up"), 2);
+    assert_eq!(
+        projector.catch_up().await.expect("catch up"),
+        Position::sequential(2)
+    );
     let before = all_rows(&db).await;
 
     // Hand the same events to the read model again, as a redelivery would.
     let schema = db.ensure_schema(&AccountsProjection).await.expect("schema");
-    let events = store.read_all(0, 100).await.expect("read");
+    let events = store.read_all(Position::START, 100).await.expect("read");
     let batch: Vec<ProjectedEvent<'_>> = events
         .iter()
         .map(|event| ProjectedEvent {
@@ -98,7 +101,7 @@ async fn redelivered_events_change_nothing() {
     let outcome = db.apply_batch(&schema, &batch).await.expect("apply");
     assert_eq!(
         (outcome.applied, outcome.skipped, outcome.checkpoint),
-        (0, 2, 2)
+        (0, 2, Position::sequential(2))
     );
     assert_eq!(all_rows(&db).await, before);
     let balance = db
@@ -159,7 +162,10 @@ async fn poison_events_are_dead_lettered_and_the_projector_goes_on() {
 
     let projector =
         StoreProjector::new(Arc::clone(&store), db.clone(), Arc::new(AccountsProjection));
-    assert_eq!(projector.catch_up().await.expect("catch up"), 5);
+    assert_eq!(
+        projector.catch_up().await.expect("catch up"),
+        Position::sequential(5)
+    );
     assert_eq!(
         db.dead_letter_count("bank-accounts").await.expect("count"),
         2
@@ -218,12 +224,15 @@ async fn a_projector_interrupted_between_batches_ends_equal_to_a_fresh_replay() 
     }
     assert_eq!(
         db.checkpoint("bank-accounts").await.expect("checkpoint"),
-        35
+        Position::sequential(35)
     );
     drop(first);
     let resumed = StoreProjector::new(Arc::clone(&store), db.clone(), Arc::new(AccountsProjection))
         .with_config(config);
-    assert_eq!(resumed.catch_up().await.expect("catch up"), 120);
+    assert_eq!(
+        resumed.catch_up().await.expect("catch up"),
+        Position::sequential(120)
+    );
 
     let fresh_db = ReadModelDb::open_sqlite(dir.path().join("fresh.sqlite"))
         .await

@@ -25,7 +25,8 @@ fn checkpoints_table() -> Table {
         name: CHECKPOINTS,
         columns: vec![
             Column::new("projection", ColumnType::Text),
-            Column::new("position", ColumnType::BigInt),
+            Column::new("commit_position", ColumnType::BigInt),
+            Column::new("event_position", ColumnType::BigInt),
             Column::new("updated_at", ColumnType::Timestamp),
         ],
         primary_key: &["projection"],
@@ -38,7 +39,8 @@ fn dead_letters_table() -> Table {
         name: DEAD_LETTERS,
         columns: vec![
             Column::new("projection", ColumnType::Text),
-            Column::new("position", ColumnType::BigInt),
+            Column::new("event_position", ColumnType::BigInt),
+            Column::new("commit_position", ColumnType::BigInt),
             Column::new("stream_id", ColumnType::Text),
             Column::new("version", ColumnType::BigInt),
             Column::new("event_type", ColumnType::Text),
@@ -46,7 +48,7 @@ fn dead_letters_table() -> Table {
             Column::new("error", ColumnType::Text),
             Column::new("failed_at", ColumnType::Timestamp),
         ],
-        primary_key: &["projection", "position"],
+        primary_key: &["projection", "event_position"],
         indexes: vec![],
     }
 }
@@ -229,7 +231,7 @@ impl ReadModelDb {
         }
     }
 
-    /// The last position this projection has applied (0 when it has applied nothing).
+    /// The last position this projection has applied ([`Position::START`] when none).
     pub async fn checkpoint(&self, projection: &str) -> Result<Position, ReadModelError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
@@ -337,7 +339,7 @@ impl ReadModelDb {
                         "rolling back",
                     )
                     .await?;
-                    tracing::warn!(projection = schema.projection, position = event.position,
+                    tracing::warn!(projection = schema.projection, position = %event.position,
                         %error, "event dead-lettered");
                     self.dead_letter(&mut tx, schema, event, &error.to_string())
                         .await?;
@@ -355,7 +357,8 @@ impl ReadModelDb {
         if outcome.checkpoint != checkpoint {
             let row = vec![
                 ("projection", Value::from(schema.projection)),
-                ("position", Value::from(outcome.checkpoint)),
+                ("commit_position", Value::from(outcome.checkpoint.commit)),
+                ("event_position", Value::from(outcome.checkpoint.event)),
                 ("updated_at", Value::Timestamp(Utc::now())),
             ];
             self.upsert(&mut tx, schema, CHECKPOINTS, &row).await?;
@@ -388,7 +391,8 @@ impl ReadModelDb {
             .increment(1);
         let row = vec![
             ("projection", Value::from(schema.projection)),
-            ("position", Value::from(event.position)),
+            ("event_position", Value::from(event.position.event)),
+            ("commit_position", Value::from(event.position.commit)),
             ("stream_id", Value::from(event.stream_id.as_str())),
             ("version", Value::from(event.version)),
             ("event_type", Value::from(event.event_type.as_str())),
@@ -477,12 +481,18 @@ async fn sqlite_checkpoint(
     conn: &mut SqliteConnection,
     projection: &str,
 ) -> Result<Position, sqlx::Error> {
-    let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM eventline_checkpoints WHERE projection = ?")
-            .bind(projection)
-            .fetch_optional(conn)
-            .await?;
-    Ok(position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0))
+    let position: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT commit_position, event_position FROM eventline_checkpoints WHERE projection = ?",
+    )
+    .bind(projection)
+    .fetch_optional(conn)
+    .await?;
+    Ok(
+        position.map_or(Position::START, |(commit, event)| Position {
+            commit: u64::try_from(commit).unwrap_or(0),
+            event: u64::try_from(event).unwrap_or(0),
+        }),
+    )
 }
 
 fn check_table(table: &Table) -> Result<(), ReadModelError> {

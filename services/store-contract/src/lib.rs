@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventline_core::{EventStore, Metadata, NewEvent, StoreError};
+use eventline_core::{EventStore, Metadata, NewEvent, Position, StoreError};
 use serde_json::json;
 
 /// Runs every contract case as its own `#[tokio::test]`, each on a fresh store from `$fresh`.
@@ -124,7 +124,14 @@ pub async fn stale_or_future_expected_version_conflicts(store: Arc<dyn EventStor
         );
     }
     assert_eq!(store.read_stream("s", 0, 10).await.expect("read").len(), 2);
-    assert_eq!(store.read_all(0, 10).await.expect("read all").len(), 2);
+    assert_eq!(
+        store
+            .read_all(Position::START, 10)
+            .await
+            .expect("read all")
+            .len(),
+        2
+    );
 }
 
 pub async fn multi_event_append_is_all_or_nothing(store: Arc<dyn EventStore>) {
@@ -153,8 +160,14 @@ pub async fn multi_event_append_is_all_or_nothing(store: Arc<dyn EventStore>) {
 }
 
 pub async fn read_all_in_batches_from_a_position(store: Arc<dyn EventStore>) {
-    assert_eq!(store.head_position().await.expect("head"), 0);
-    assert!(store.read_all(0, 10).await.expect("empty").is_empty());
+    assert_eq!(store.head_position().await.expect("head"), Position::START);
+    assert!(
+        store
+            .read_all(Position::START, 10)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
     let mut appended = Vec::new();
     for stream in 0..5u64 {
         for n in 0..5u64 {
@@ -171,7 +184,7 @@ pub async fn read_all_in_batches_from_a_position(store: Arc<dyn EventStore>) {
         }
     }
     let mut seen = Vec::new();
-    let mut after = 0;
+    let mut after = Position::START;
     loop {
         let batch = store.read_all(after, 7).await.expect("read all");
         assert!(batch.len() <= 7);
@@ -204,7 +217,7 @@ pub async fn concurrent_writers_and_a_tailing_reader_see_every_event_once_in_ord
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(120);
-            let mut after = 0;
+            let mut after = Position::START;
             let mut seen = Vec::new();
             while (seen.len() as u64) < expected_total {
                 assert!(
@@ -267,7 +280,10 @@ pub async fn concurrent_writers_and_a_tailing_reader_see_every_event_once_in_ord
         );
         *last = e.version;
     }
-    let stored = store.read_all(0, 100_000).await.expect("read all");
+    let stored = store
+        .read_all(Position::START, 100_000)
+        .await
+        .expect("read all");
     assert_eq!(stored, seen, "the tail equals a full read");
 }
 
@@ -340,6 +356,12 @@ pub async fn bad_input_is_rejected_and_writes_nothing(store: Arc<dyn EventStore>
             .append(&"x".repeat(201), "test", 0, vec![event("E", 1)])
             .await,
     );
-    assert_eq!(store.head_position().await.expect("head"), 0);
-    assert!(store.read_all(0, 10).await.expect("read").is_empty());
+    assert_eq!(store.head_position().await.expect("head"), Position::START);
+    assert!(
+        store
+            .read_all(Position::START, 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }

@@ -6,7 +6,8 @@
 //! assigned inside that transaction and the next append cannot start before it commits or
 //! rolls back. Readers use WAL snapshots of committed data only. Hence when a reader sees
 //! position `p`, every position below `p` that will ever exist is already committed and
-//! visible: resuming "after `p`" can never skip an event.
+//! visible: resuming "after `p`" can never skip an event. Positions are therefore
+//! [`Position::sequential`]: the event number is its own commit order.
 //!
 //! # Concurrency
 //! The single writer serialises appends; the expected-version check and the
@@ -114,14 +115,16 @@ fn to_i64(v: u64) -> i64 {
 }
 
 fn envelope_from_row(row: &SqliteRow) -> Result<Envelope, StoreError> {
-    let position: i64 = row.get(0);
-    let position = u64::try_from(position).unwrap_or(0);
-    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let number = u64::try_from(row.get::<i64, _>(0)).unwrap_or(0);
+    let corrupt = |reason: String| StoreError::Corrupt {
+        position: number,
+        reason,
+    };
     let payload: &str = row.get(6);
     let metadata: &str = row.get(7);
     let recorded_at: &str = row.get(8);
     Ok(Envelope {
-        position,
+        position: Position::sequential(number),
         stream_id: row.get(1),
         stream_type: row.get(2),
         version: u64::try_from(row.get::<i64, _>(3)).unwrap_or(0),
@@ -174,7 +177,7 @@ impl EventStore for SqliteEventStore {
                 actual,
             });
         }
-        let mut last_position = 0;
+        let mut last_position = Position::START;
         for (offset, event) in (1..).zip(&events) {
             let metadata =
                 serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidInput {
@@ -196,7 +199,10 @@ impl EventStore for SqliteEventStore {
             .execute(&mut *tx)
             .await;
             match inserted {
-                Ok(done) => last_position = u64::try_from(done.last_insert_rowid()).unwrap_or(0),
+                Ok(done) => {
+                    let number = u64::try_from(done.last_insert_rowid()).unwrap_or(0);
+                    last_position = Position::sequential(number);
+                }
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     drop(tx);
                     let mut conn = self
@@ -244,7 +250,7 @@ impl EventStore for SqliteEventStore {
         let rows = sqlx::query(select_events!(
             "WHERE position > ? ORDER BY position LIMIT ?"
         ))
-        .bind(to_i64(after))
+        .bind(to_i64(after.event))
         .bind(to_i64(limit as u64))
         .fetch_all(&self.readers)
         .await
@@ -257,7 +263,7 @@ impl EventStore for SqliteEventStore {
             .fetch_one(&self.readers)
             .await
             .map_err(db_error("reading the head position"))?;
-        Ok(u64::try_from(head).unwrap_or(0))
+        Ok(Position::sequential(u64::try_from(head).unwrap_or(0)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

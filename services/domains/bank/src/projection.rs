@@ -78,7 +78,7 @@ impl Projection for AccountsProjection {
             row: vec![
                 ("account_id", id()),
                 ("version", Value::from(event.version)),
-                ("position", Value::from(event.position)),
+                ("position", Value::from(event.position.event)),
                 ("event_type", Value::from(event.event_type.as_str())),
                 ("amount", Value::from(amount)),
                 ("balance", Value::Int(balance)),
@@ -139,7 +139,7 @@ mod tests {
 
     fn envelope(version: u64, event_type: &str, payload: serde_json::Value) -> Envelope {
         Envelope {
-            position: 10 + version,
+            position: eventline_core::Position::sequential(10 + version),
             stream_id: "a1".into(),
             stream_type: "bank.account".into(),
             version,
@@ -185,7 +185,7 @@ mod tests {
         let err = AccountsProjection
             .apply(&envelope(2, "FundsDeposited", json!({"amount": "five"})))
             .expect_err("must fail");
-        assert_eq!(err.position, 12);
+        assert_eq!(err.position, eventline_core::Position::sequential(12));
         assert!(err.to_string().contains("FundsDeposited"), "{err}");
     }
 

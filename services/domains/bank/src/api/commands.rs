@@ -132,7 +132,7 @@ async fn run(
         CommandAccepted {
             id: id.to_owned(),
             version: done.version,
-            position: done.last_position,
+            position: done.last_position.map(|p| p.event),
         },
     ))
 }
