@@ -2,5 +2,30 @@
 # Starts the servers Eventline's tests use and exports where they are. Sourced by
 # scripts/test.sh; safe to run again (servers already up are left alone).
 #
-# Nothing is needed yet beyond SQLite, which is compiled into the binary.
-true
+#   PostgreSQL  127.0.0.1:5432, trust auth   EVENTLINE_TEST_POSTGRES_URL
+#   MongoDB     cannot run on these machines EVENTLINE_TEST_MONGODB_URI (tests skip without it)
+
+log() { echo "test-services: $*" >&2; }
+
+wait_for() { # wait_for NAME SECONDS COMMAND...
+  local name=$1 seconds=$2; shift 2
+  for _ in $(seq "$seconds"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  log "$name did not come up within ${seconds}s"; return 1
+}
+
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "installing PostgreSQL"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  log "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start || true
+  wait_for PostgreSQL 30 pg_isready -q -h 127.0.0.1 -p 5432
+}
+
+ensure_postgres
+export EVENTLINE_TEST_POSTGRES_URL="${EVENTLINE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

@@ -23,5 +23,7 @@ pub use aggregate::{Aggregate, DomainError, DomainEvent, EventDecodeError, Field
 pub use command::{CommandError, CommandHandler, CommandOutcome, DEFAULT_CONFLICT_RETRIES};
 pub use envelope::{Envelope, Metadata, NewEvent};
 pub use projection::{Column, ColumnType, Index, Projection, ProjectionError, RowOp, Table, Value};
-pub use store::{AppendOutcome, EventStore, Position, StoreError, StreamVersion, validate_append};
+pub use store::{
+    AppendOutcome, EventStore, Position, StoreError, StreamInfo, StreamVersion, validate_append,
+};
 pub use upcast::{FnUpcaster, UpcastError, Upcaster, UpcasterChain};

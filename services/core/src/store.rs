@@ -61,6 +61,14 @@ pub struct AppendOutcome {
     pub last_position: Position,
 }
 
+/// One stream as listed by [`EventStore::list_streams`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    pub stream_id: String,
+    pub stream_type: String,
+    pub version: StreamVersion,
+}
+
 /// Errors of an event store, each naming what it was working on.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,6 +130,13 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
 
     /// Up to `limit` events after `after` in the store order (see the gap-safety contract).
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError>;
+
+    /// Up to `limit` streams with an id greater than `after` (all when `None`), in id order.
+    async fn list_streams(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError>;
 
     /// The position of the last event a reader can see now ([`Position::START`] when empty).
     async fn head_position(&self) -> Result<Position, StoreError>;

@@ -7,7 +7,7 @@ use axum::Router;
 use eventline_bank::AccountsProjection;
 use eventline_bank::api::{CommandState, QueryState, command_routes, query_routes};
 use eventline_core::{EventStore, Projection};
-use eventline_http::{ReadyCheck, ops_routes, serve};
+use eventline_http::{ReadyCheck, ops_routes, serve, stream_routes};
 use eventline_projector::{NotifyOnAppend, ProjectorConfig, ProjectorError, StoreProjector};
 use eventline_readmodel::ReadModelDb;
 use eventline_store_sqlite::SqliteEventStore;
@@ -87,6 +87,7 @@ fn read_model_check(db: ReadModelDb) -> (&'static str, ReadyCheck) {
 pub fn command_service(store: Arc<dyn EventStore>) -> Router {
     let (router, openapi) = OpenApiRouter::with_openapi(CommandApiDoc::openapi())
         .merge(command_routes(CommandState::new(Arc::clone(&store))))
+        .merge(stream_routes(Arc::clone(&store)))
         .split_for_parts();
     router.merge(ops_routes(vec![store_check(store)], openapi))
 }
@@ -180,8 +181,11 @@ impl Embedded {
             what: format!("creating the data directory {}", args.data_dir.display()),
             source,
         })?;
-        let events = SqliteEventStore::open(args.data_dir.join("events.sqlite")).await?;
-        let store = NotifyOnAppend::new(Arc::new(events));
+        let events: Arc<dyn EventStore> = match &args.store {
+            Some(url) => open_store("--store", url, args.store_pool_size).await?,
+            None => Arc::new(SqliteEventStore::open(args.data_dir.join("events.sqlite")).await?),
+        };
+        let store = NotifyOnAppend::new(events);
         let appended = store.subscribe();
         let store: Arc<dyn EventStore> = Arc::new(store);
         let db = ReadModelDb::open_sqlite(args.data_dir.join("readmodel.sqlite")).await?;
@@ -205,6 +209,7 @@ impl Embedded {
         services.serve(query_listener, query_service(db));
         tracing::info!(
             data_dir = %args.data_dir.display(),
+            store = %args.store.as_ref().map_or_else(|| "sqlite (data dir)".to_owned(), ToString::to_string),
             command_api = %format!("http://{command_addr}"),
             query_api = %format!("http://{query_addr}"),
             "eventline embedded mode is up"
@@ -222,9 +227,9 @@ pub async fn command_api(
     args: &CommandApiArgs,
     shutdown: CancellationToken,
 ) -> Result<Services, AppError> {
-    let store = open_store("--store", &args.store).await?;
+    let store = open_store("--store", &args.store.url, args.store.store_pool_size).await?;
     let listener = listen(args.listen).await?;
-    tracing::info!(store = %args.store, listen = %local_addr(&listener, args.listen)?, "command API is up");
+    tracing::info!(store = %args.store.url, listen = %local_addr(&listener, args.listen)?, "command API is up");
     let mut services = Services::new(shutdown);
     services.serve(listener, command_service(store));
     Ok(services)
@@ -248,7 +253,7 @@ pub async fn project(
     args: &ProjectArgs,
     shutdown: CancellationToken,
 ) -> Result<Services, AppError> {
-    let store = open_store("--store", &args.store).await?;
+    let store = open_store("--store", &args.store.url, args.store.store_pool_size).await?;
     let db = open_read_model("--read-model", &args.read_model).await?;
     let listener = listen(args.listen).await?;
     let mut services = Services::new(shutdown);
@@ -261,7 +266,7 @@ pub async fn project(
         projector.prepare().await?;
         services.project(projector);
     }
-    tracing::info!(store = %args.store, read_model = %args.read_model, "projector is up");
+    tracing::info!(store = %args.store.url, read_model = %args.read_model, "projector is up");
     let checks = vec![store_check(store), read_model_check(db)];
     services.serve(
         listener,

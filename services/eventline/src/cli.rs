@@ -56,13 +56,31 @@ pub struct EmbeddedArgs {
     /// Events per projector transaction.
     #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
+    /// Keep events in this store instead of `DATA_DIR/events.sqlite`
+    /// (`postgres://...`, `mongodb://...`).
+    #[arg(long, env = "EVENTLINE_STORE_URL")]
+    pub store: Option<DatabaseUrl>,
+    /// Connections to the event store (PostgreSQL, MongoDB).
+    #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub store_pool_size: u32,
+}
+
+/// Which event store to use.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The event store: `sqlite://PATH`, `postgres://USER:PASSWORD@HOST/DB` or
+    /// `mongodb://HOST/DB`.
+    #[arg(long = "store", env = "EVENTLINE_STORE_URL")]
+    pub url: DatabaseUrl,
+    /// Connections to the event store (PostgreSQL, MongoDB).
+    #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub store_pool_size: u32,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct CommandApiArgs {
-    /// The event store, e.g. `sqlite://./eventline-data/events.sqlite`.
-    #[arg(long, env = "EVENTLINE_STORE_URL")]
-    pub store: DatabaseUrl,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Address to listen on.
     #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -81,8 +99,8 @@ pub struct QueryApiArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ProjectArgs {
     /// The event store to tail.
-    #[arg(long, env = "EVENTLINE_STORE_URL")]
-    pub store: DatabaseUrl,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// The read-model database to keep.
     #[arg(long, env = "EVENTLINE_READ_MODEL_URL")]
     pub read_model: DatabaseUrl,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use eventline_core::EventStore;
 use eventline_readmodel::ReadModelDb;
+use eventline_store_postgres::PostgresEventStore;
 use eventline_store_sqlite::SqliteEventStore;
 
 /// A database URL that may carry a password. `Debug` and `Display` show it with the
@@ -85,26 +86,37 @@ pub enum OpenError {
     },
 }
 
-/// Opens the event store a URL names; `flag` is the option it came from, for errors.
+/// Opens the event store a URL names (the scheme picks the adapter); `flag` is the option
+/// the URL came from, for errors.
 pub async fn open_store(
     flag: &'static str,
     url: &DatabaseUrl,
+    pool_size: u32,
 ) -> Result<Arc<dyn EventStore>, OpenError> {
-    match url.sqlite_path() {
-        Some(path) => SqliteEventStore::open(path)
-            .await
-            .map(|store| Arc::new(store) as Arc<dyn EventStore>)
-            .map_err(|source| OpenError::Store {
-                flag,
-                url: url.clone(),
-                source,
-            }),
-        None => Err(OpenError::UnsupportedScheme {
-            flag,
-            scheme: url.scheme().to_owned(),
-            supported: "sqlite",
-        }),
+    fn shared(store: impl EventStore + 'static) -> Arc<dyn EventStore> {
+        Arc::new(store)
     }
+    let opened = match url.scheme() {
+        "sqlite" => {
+            let path = url.sqlite_path().unwrap_or_default();
+            SqliteEventStore::open(path).await.map(shared)
+        }
+        "postgres" | "postgresql" => PostgresEventStore::connect(url.expose(), pool_size)
+            .await
+            .map(shared),
+        other => {
+            return Err(OpenError::UnsupportedScheme {
+                flag,
+                scheme: other.to_owned(),
+                supported: "sqlite, postgres",
+            });
+        }
+    };
+    opened.map_err(|source| OpenError::Store {
+        flag,
+        url: url.clone(),
+        source,
+    })
 }
 
 /// Opens the read-model database a URL names.

@@ -2,8 +2,6 @@
 
 mod support;
 
-use eventline_core::EventStore;
-use eventline_store_sqlite::SqliteEventStore;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{Answer, TestApp};
@@ -31,9 +29,7 @@ async fn bad_commands_are_refused_and_change_nothing() {
     let app = TestApp::start().await;
     let client = &app.client;
     let id = client.open_account("Careful", 100).await;
-    let store = SqliteEventStore::open(app.data_dir.path().join("events.sqlite"))
-        .await
-        .expect("open store");
+    let store = &app.store;
     let head = store.head_position().await.expect("head");
     let deposits = format!("/accounts/{id}/deposits");
     let withdrawals = format!("/accounts/{id}/withdrawals");
@@ -168,7 +164,6 @@ async fn bad_commands_are_refused_and_change_nothing() {
         head,
         "nothing was written"
     );
-    store.close().await;
     app.stop().await;
 }
 

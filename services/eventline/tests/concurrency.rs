@@ -4,15 +4,21 @@ mod support;
 
 use std::sync::Arc;
 
-use eventline_core::EventStore;
-use eventline_store_sqlite::SqliteEventStore;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{TestApp, account_at_version};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_concurrent_withdrawals_against_funds_for_ten() {
-    let app = TestApp::start().await;
+async fn fifty_concurrent_withdrawals_with_the_sqlite_store() {
+    fifty_concurrent_withdrawals_against_funds_for_ten(TestApp::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_withdrawals_with_the_postgres_store() {
+    fifty_concurrent_withdrawals_against_funds_for_ten(TestApp::start_on_postgres().await).await;
+}
+
+async fn fifty_concurrent_withdrawals_against_funds_for_ten(app: TestApp) {
     let client = Arc::new(app.client.clone());
     let id = client.open_account("Racer", 100).await;
 
@@ -45,10 +51,7 @@ async fn fifty_concurrent_withdrawals_against_funds_for_ten() {
     assert_eq!(account["balance"], 0);
 
     // The stream itself: versions 1..=11, no gaps, no duplicates, balances consistent.
-    let store = SqliteEventStore::open(app.data_dir.path().join("events.sqlite"))
-        .await
-        .expect("open store");
-    let events = store.read_stream(&id, 0, 1_000).await.expect("read");
+    let events = app.store.read_stream(&id, 0, 1_000).await.expect("read");
     let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
     assert_eq!(versions, (1..=11).collect::<Vec<u64>>());
     let balances: Vec<i64> = events[1..]
@@ -56,7 +59,6 @@ async fn fifty_concurrent_withdrawals_against_funds_for_ten() {
         .map(|e| e.payload["balance"].as_i64().expect("balance"))
         .collect();
     assert_eq!(balances, [90, 80, 70, 60, 50, 40, 30, 20, 10, 0]);
-    store.close().await;
     app.stop().await;
 }
 

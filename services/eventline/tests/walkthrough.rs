@@ -7,8 +7,16 @@ use serde_json::json;
 use support::{TestApp, account_at_version};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_deposit_withdraw_conflict_query_close() {
-    let app = TestApp::start().await;
+async fn walkthrough_with_the_sqlite_store() {
+    open_deposit_withdraw_conflict_query_close(TestApp::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walkthrough_with_the_postgres_store() {
+    open_deposit_withdraw_conflict_query_close(TestApp::start_on_postgres().await).await;
+}
+
+async fn open_deposit_withdraw_conflict_query_close(app: TestApp) {
     let client = &app.client;
 
     // Open.
@@ -132,6 +140,36 @@ async fn open_deposit_withdraw_conflict_query_close() {
         .post(&format!("/accounts/{id}/deposits"), json!({ "amount": 1 }))
         .await;
     assert_eq!(after_close.body["type"], "urn:eventline:account_closed");
+
+    // The operator's view of the store: the stream and its events as stored.
+    let streams = client.get_command("/streams").await;
+    assert_eq!(streams.status, StatusCode::OK);
+    assert_eq!(streams.body["items"][0]["stream_id"], id.as_str());
+    assert_eq!(streams.body["items"][0]["stream_type"], "bank.account");
+    assert_eq!(streams.body["items"][0]["version"], 5);
+    let page = client
+        .get_command(&format!("/streams/{id}/events?limit=2"))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    let versions: Vec<u64> = page.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["version"].as_u64().expect("version"))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(
+        page.body["items"][1]["payload"],
+        json!({"amount": 250, "balance": 1250})
+    );
+    let next = page.body["next"].as_str().expect("next page");
+    let rest = client
+        .get_command(&format!("/streams/{id}/events?limit=10&cursor={next}"))
+        .await;
+    assert_eq!(rest.body["items"].as_array().expect("items").len(), 3);
+    assert!(rest.body["next"].is_null());
+    let missing = client.get_command("/streams/nobody/events").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
     app.stop().await;
 }

@@ -4,14 +4,17 @@
 //!   `application/problem+json`, with the status decided in one place ([`ApiError::status_code`]);
 //! - [`ApiJson`] / [`ApiQuery`]: extractors whose rejections name the offending field;
 //! - [`ops_routes`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
+//! - [`stream_routes`]: read-only, paged `/streams` and `/streams/{id}/events` for operators;
 //! - [`serve`]: request ids, tracing, metrics and graceful shutdown around a router.
 
 mod error;
 mod extract;
 mod ops;
 mod serve;
+mod streams;
 
 pub use error::{ApiError, Problem};
 pub use extract::{ApiJson, ApiQuery, Cursor, etag, expected_version};
 pub use ops::{ReadyCheck, ops_routes, prometheus};
 pub use serve::{serve, shutdown_signal};
+pub use streams::{EventPage, EventView, StreamPage, StreamView, stream_routes};

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use eventline_core::{
-    AppendOutcome, Envelope, EventStore, NewEvent, Position, StoreError, StreamVersion,
+    AppendOutcome, Envelope, EventStore, NewEvent, Position, StoreError, StreamInfo, StreamVersion,
 };
 use tokio::sync::watch;
 
@@ -63,6 +63,14 @@ impl EventStore for NotifyOnAppend {
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
         self.inner.read_all(after, limit).await
+    }
+
+    async fn list_streams(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        self.inner.list_streams(after, limit).await
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {

@@ -25,6 +25,7 @@ macro_rules! store_contract_tests {
             concurrent_writers_and_a_tailing_reader_see_every_event_once_in_order,
             racing_writers_on_one_stream_never_duplicate_a_version,
             bad_input_is_rejected_and_writes_nothing,
+            streams_are_listed_in_id_order_with_their_versions,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {
@@ -362,6 +363,46 @@ pub async fn bad_input_is_rejected_and_writes_nothing(store: Arc<dyn EventStore>
             .read_all(Position::START, 10)
             .await
             .expect("read")
+            .is_empty()
+    );
+}
+
+pub async fn streams_are_listed_in_id_order_with_their_versions(store: Arc<dyn EventStore>) {
+    assert!(
+        store
+            .list_streams(None, 10)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    for (stream, events) in [("b", 2u64), ("a", 1), ("c", 3)] {
+        let batch = (0..events).map(|n| event("E", n)).collect();
+        store
+            .append(stream, "test.kind", 0, batch)
+            .await
+            .expect("append");
+    }
+    let all = store.list_streams(None, 10).await.expect("list");
+    let listed: Vec<(&str, &str, u64)> = all
+        .iter()
+        .map(|s| (s.stream_id.as_str(), s.stream_type.as_str(), s.version))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("a", "test.kind", 1),
+            ("b", "test.kind", 2),
+            ("c", "test.kind", 3)
+        ]
+    );
+    let page = store.list_streams(Some("a"), 1).await.expect("page");
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].stream_id, "b");
+    assert!(
+        store
+            .list_streams(Some("c"), 10)
+            .await
+            .expect("past the end")
             .is_empty()
     );
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use eventline_core::{
-    AppendOutcome, Envelope, EventStore, NewEvent, Position, StoreError, StreamVersion,
+    AppendOutcome, Envelope, EventStore, NewEvent, Position, StoreError, StreamInfo, StreamVersion,
     validate_append,
 };
 use sqlx::sqlite::{
@@ -256,6 +256,30 @@ impl EventStore for SqliteEventStore {
         .await
         .map_err(db_error("reading all events"))?;
         rows.iter().map(envelope_from_row).collect()
+    }
+
+    async fn list_streams(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT stream_id, MIN(stream_type), MAX(version) FROM events \
+             WHERE stream_id > ? GROUP BY stream_id ORDER BY stream_id LIMIT ?",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(to_i64(limit as u64))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_error("listing streams"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(stream_id, stream_type, version)| StreamInfo {
+                stream_id,
+                stream_type,
+                version: u64::try_from(version).unwrap_or(0),
+            })
+            .collect())
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {

@@ -5,8 +5,14 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use eventline::app::{Embedded, Services};
 use eventline::cli::EmbeddedArgs;
+use eventline::url::open_store;
+use eventline_core::EventStore;
+use eventline_store_sqlite::SqliteEventStore;
+use eventline_test_support::TestDatabase;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -107,23 +113,48 @@ impl Client {
     }
 }
 
-/// Embedded mode in this process, on ephemeral ports and a temporary data directory.
+/// Embedded mode in this process, on ephemeral ports and a temporary data directory, with the
+/// event store in SQLite (in the data directory) or in a PostgreSQL database of its own.
 #[derive(Debug)]
 pub struct TestApp {
     pub client: Client,
     pub data_dir: tempfile::TempDir,
+    /// The event store, for tests that inspect it directly.
+    pub store: Arc<dyn EventStore>,
     shutdown: CancellationToken,
     services: Services,
+    _database: Option<TestDatabase>,
 }
 
 impl TestApp {
+    /// Everything in SQLite files: embedded mode's defaults.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// The event store in PostgreSQL.
+    pub async fn start_on_postgres() -> Self {
+        Self::start_with(Some(TestDatabase::postgres().await)).await
+    }
+
+    async fn start_with(database: Option<TestDatabase>) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
+        let store_url = database.as_ref().map(|d| d.url.parse().expect("url"));
         let args = EmbeddedArgs {
             data_dir: data_dir.path().to_path_buf(),
             command_addr: "127.0.0.1:0".parse().expect("addr"),
             query_addr: "127.0.0.1:0".parse().expect("addr"),
             batch_size: 100,
+            store: store_url.clone(),
+            store_pool_size: 8,
+        };
+        let store = match &store_url {
+            Some(url) => open_store("--store", url, 2).await.expect("open store"),
+            None => Arc::new(
+                SqliteEventStore::open(data_dir.path().join("events.sqlite"))
+                    .await
+                    .expect("open store"),
+            ),
         };
         let shutdown = CancellationToken::new();
         let embedded = Embedded::start(&args, shutdown.clone())
@@ -135,8 +166,10 @@ impl TestApp {
                 format!("http://{}", embedded.query_addr),
             ),
             data_dir,
+            store,
             shutdown,
             services: embedded.services,
+            _database: database,
         }
     }
 

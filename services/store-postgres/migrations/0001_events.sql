@@ -1,0 +1,17 @@
+-- The event log. `position` numbers events store-wide; `tx_id` is the writing transaction,
+-- which orders commits (see the crate documentation for why readers follow (tx_id, position)).
+CREATE TABLE IF NOT EXISTS eventline_events (
+    position       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tx_id          XID8        NOT NULL DEFAULT pg_current_xact_id(),
+    stream_id      TEXT        NOT NULL,
+    stream_type    TEXT        NOT NULL,
+    version        BIGINT      NOT NULL CHECK (version > 0),
+    event_type     TEXT        NOT NULL,
+    schema_version INTEGER     NOT NULL,
+    payload        JSONB       NOT NULL,
+    metadata       JSONB       NOT NULL,
+    recorded_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT eventline_events_stream_version UNIQUE (stream_id, version)
+);
+
+CREATE INDEX IF NOT EXISTS eventline_events_read_order ON eventline_events (tx_id, position);

@@ -1,0 +1,304 @@
+//! The PostgreSQL event store.
+//!
+//! # Appends
+//! One append is one `INSERT ... SELECT FROM unnest(...)` statement in its own transaction:
+//! all events of the append or none. It inserts versions `expected + 1 ..` only if the stream
+//! is at `expected` (the event at version `expected` exists, or `expected` is 0), and the
+//! `UNIQUE (stream_id, version)` constraint decides between concurrent writers: the loser gets
+//! a unique violation, reported as [`StoreError::Conflict`] with the stream's actual version.
+//!
+//! # Why readers never skip an event
+//! `position` comes from an identity sequence, handed out *before* commit: transaction A may
+//! take position 5, transaction B position 6, and B commit first. A reader that saw 6 and
+//! resumed "after 6" would never see 5. So every event also records its writing transaction's
+//! id (`pg_current_xact_id()`, type `xid8`, never wraps around), and readers
+//! 1. order by `(tx_id, position)`, and
+//! 2. return only events whose `tx_id` is below `pg_snapshot_xmin(pg_current_snapshot())`,
+//!    the oldest transaction still running anywhere in the cluster.
+//!
+//! Every transaction below that horizon has finished, so no event can appear later below it;
+//! every transaction that can still add events has a `tx_id` at or above the horizon, hence
+//! above everything a reader has seen. Resuming after the last `(tx_id, position)` seen
+//! therefore never skips an event ([`Position`] carries both as `commit` and `event`).
+//! The price: a long-open transaction holds readers back (latency, never loss); appends are
+//! single statements, so Eventline's own transactions stay short.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use eventline_core::{
+    AppendOutcome, Envelope, EventStore, Metadata, NewEvent, Position, StoreError, StreamInfo,
+    StreamVersion, validate_append,
+};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+
+const STORE: &str = "postgres";
+
+/// An [`EventStore`] in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresEventStore {
+    pool: PgPool,
+}
+
+fn db_error(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Database {
+        store: STORE,
+        action,
+        source: Box::new(source),
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The columns [`envelope_from_row`] reads, followed by the rest of a query.
+macro_rules! select_events {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, tx_id::text::bigint, stream_id, stream_type, version, event_type, ",
+            "schema_version, payload, metadata, recorded_at FROM eventline_events ",
+            $rest
+        )
+    };
+}
+
+fn envelope_from_row(row: &PgRow) -> Result<Envelope, StoreError> {
+    let number = to_u64(row.get(0));
+    let metadata: serde_json::Value = row.get(8);
+    Ok(Envelope {
+        position: Position {
+            commit: to_u64(row.get(1)),
+            event: number,
+        },
+        stream_id: row.get(2),
+        stream_type: row.get(3),
+        version: to_u64(row.get(4)),
+        event_type: row.get(5),
+        schema_version: u32::try_from(row.get::<i32, _>(6)).unwrap_or(0),
+        payload: row.get(7),
+        metadata: serde_json::from_value::<Metadata>(metadata).map_err(|e| {
+            StoreError::Corrupt {
+                position: number,
+                reason: format!("metadata: {e}"),
+            }
+        })?,
+        recorded_at: row.get::<DateTime<Utc>, _>(9),
+    })
+}
+
+impl PostgresEventStore {
+    /// Connects with a pool of up to `max_connections` and brings the schema up to date
+    /// (migrations take an advisory lock, so many replicas may start at once).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(db_error("parsing the URL"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(db_error("connecting"))?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Database {
+                store: STORE,
+                action: "migrating the schema",
+                source: Box::new(source),
+            })?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn current_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM eventline_events WHERE stream_id = $1",
+        )
+        .bind(stream_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error("reading the stream version"))?;
+        Ok(to_u64(version))
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    fn kind(&self) -> &'static str {
+        STORE
+    }
+
+    async fn append(
+        &self,
+        stream_id: &str,
+        stream_type: &str,
+        expected: StreamVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        validate_append(stream_id, stream_type, &events)?;
+        let mut types = Vec::with_capacity(events.len());
+        let mut schema_versions = Vec::with_capacity(events.len());
+        let mut payloads = Vec::with_capacity(events.len());
+        let mut metadata = Vec::with_capacity(events.len());
+        for event in &events {
+            types.push(event.event_type.as_str());
+            schema_versions.push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
+            payloads.push(event.payload.to_string());
+            metadata.push(serde_json::to_string(&event.metadata).map_err(|e| {
+                StoreError::InvalidInput {
+                    stream_id: stream_id.to_owned(),
+                    reason: format!("metadata does not serialise: {e}"),
+                }
+            })?);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO eventline_events \
+               (stream_id, stream_type, version, event_type, schema_version, payload, metadata) \
+             SELECT $1, $2, $3 + e.ord, e.event_type, e.schema_version, e.payload::jsonb, \
+                    e.metadata::jsonb \
+             FROM unnest($4::text[], $5::int4[], $6::text[], $7::text[]) \
+                  WITH ORDINALITY AS e(event_type, schema_version, payload, metadata, ord) \
+             WHERE $3 = 0 OR EXISTS \
+                   (SELECT 1 FROM eventline_events WHERE stream_id = $1 AND version = $3) \
+             ORDER BY e.ord \
+             RETURNING position, tx_id::text::bigint",
+        )
+        .bind(stream_id)
+        .bind(stream_type)
+        .bind(to_i64(expected))
+        .bind(&types)
+        .bind(&schema_versions)
+        .bind(&payloads)
+        .bind(&metadata)
+        .fetch_all(&self.pool)
+        .await;
+        let conflict = || async {
+            Err(StoreError::Conflict {
+                stream_id: stream_id.to_owned(),
+                expected,
+                actual: self.current_version(stream_id).await?,
+            })
+        };
+        match inserted {
+            Ok(rows) if rows.len() == events.len() => {
+                let last = rows
+                    .iter()
+                    .map(|row| Position {
+                        commit: to_u64(row.get(1)),
+                        event: to_u64(row.get(0)),
+                    })
+                    .max()
+                    .unwrap_or(Position::START);
+                Ok(AppendOutcome {
+                    version: expected + events.len() as u64,
+                    last_position: last,
+                })
+            }
+            // Nothing inserted: the stream is not at `expected` (it is behind it).
+            Ok(_) => conflict().await,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => conflict().await,
+            Err(e) => Err(db_error("appending events")(e)),
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: StreamVersion,
+        limit: usize,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let rows = sqlx::query(select_events!(
+            "WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3"
+        ))
+        .bind(stream_id)
+        .bind(to_i64(after_version))
+        .bind(to_i64(limit as u64))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("reading a stream"))?;
+        rows.iter().map(envelope_from_row).collect()
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
+        let rows = if after == Position::START {
+            sqlx::query(select_events!(
+                "WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY tx_id, position LIMIT $1"
+            ))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.pool)
+            .await
+        } else {
+            sqlx::query(select_events!(
+                "WHERE (tx_id, position) > (($1::bigint)::text::xid8, $2) \
+                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY tx_id, position LIMIT $3"
+            ))
+            .bind(to_i64(after.commit))
+            .bind(to_i64(after.event))
+            .bind(to_i64(limit as u64))
+            .fetch_all(&self.pool)
+            .await
+        }
+        .map_err(db_error("reading all events"))?;
+        rows.iter().map(envelope_from_row).collect()
+    }
+
+    async fn list_streams(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT stream_id, MIN(stream_type), MAX(version) FROM eventline_events \
+             WHERE stream_id > $1 GROUP BY stream_id ORDER BY stream_id LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(to_i64(limit as u64))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("listing streams"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(stream_id, stream_type, version)| StreamInfo {
+                stream_id,
+                stream_type,
+                version: to_u64(version),
+            })
+            .collect())
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        let head: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT tx_id::text::bigint, position FROM eventline_events \
+             WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY tx_id DESC, position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("reading the head position"))?;
+        Ok(head.map_or(Position::START, |(commit, event)| Position {
+            commit: to_u64(commit),
+            event: to_u64(event),
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(db_error("pinging"))
+    }
+}

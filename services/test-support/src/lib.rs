@@ -1,0 +1,119 @@
+//! Test helpers shared by the crates' integration tests.
+//!
+//! Each test owns its data: [`TestDatabase::postgres`] creates a uniquely named database and
+//! drops it when the guard is dropped, so tests run in parallel and repeated runs never see
+//! each other's rows. PostgreSQL is required (start it with `scripts/test-services.sh`); a
+//! test that cannot reach it fails with a message saying so, it is never silently skipped.
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// Where the tests' PostgreSQL is: `EVENTLINE_TEST_POSTGRES_URL`, or the local server.
+pub fn postgres_admin_url() -> String {
+    std::env::var("EVENTLINE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that exists for one test.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The URL of the new database.
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let server = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => &base[..i],
+        _ => base,
+    };
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+impl TestDatabase {
+    /// Creates a fresh, empty PostgreSQL database.
+    pub async fn postgres() -> Self {
+        let admin_url = postgres_admin_url();
+        let name = format!("eventline_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {admin_url} ({e}). The tests need it: run \
+                 ./scripts/test.sh, which starts it, or set EVENTLINE_TEST_POSTGRES_URL"
+            )
+        });
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let _ = admin.close().await;
+        Self {
+            url: with_database(&admin_url, &name),
+            name,
+            admin_url,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on; use a thread with a
+        // runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// The MongoDB URI for tests, from `EVENTLINE_TEST_MONGODB_URI`. Without it, prints one line
+/// saying the test is skipped and why, and returns `None`.
+pub fn mongodb_uri(test: &str) -> Option<String> {
+    match std::env::var("EVENTLINE_TEST_MONGODB_URI") {
+        Ok(uri) if !uri.is_empty() => Some(uri),
+        _ => {
+            println!(
+                "skipped {test}, because EVENTLINE_TEST_MONGODB_URI is not set (no MongoDB \
+                 server can be installed on this machine; point it at a mongod to run it)"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_of_a_url() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "t1"),
+            "postgres://u:p@h/t1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "t1"),
+            "postgres://h:5432/t1"
+        );
+    }
+}
