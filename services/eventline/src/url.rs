@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use eventline_core::EventStore;
 use eventline_readmodel::ReadModelDb;
+use eventline_store_mongo::MongoEventStore;
 use eventline_store_postgres::PostgresEventStore;
 use eventline_store_sqlite::SqliteEventStore;
 
@@ -104,11 +105,14 @@ pub async fn open_store(
         "postgres" | "postgresql" => PostgresEventStore::connect(url.expose(), pool_size)
             .await
             .map(shared),
+        "mongodb" | "mongodb+srv" => MongoEventStore::connect(url.expose(), pool_size)
+            .await
+            .map(shared),
         other => {
             return Err(OpenError::UnsupportedScheme {
                 flag,
                 scheme: other.to_owned(),
-                supported: "sqlite, postgres",
+                supported: "sqlite, postgres, mongodb",
             });
         }
     };

@@ -2,7 +2,7 @@
 //!
 //! Each case is a plain async function taking a fresh, empty store. Adapters run the whole
 //! suite with [`store_contract_tests!`], giving it a function that returns
-//! `Option<(Arc<dyn EventStore>, Guard)>`, where the guard (a temporary directory, a database to
+//! `Option<(Arc<dyn EventStore>, Guard)>` for the named test case, where the guard (a temporary directory, a database to
 //! drop) lives as long as the test. `None` means the adapter's server is not available here, in
 //! which case that function must print one line saying why the tests are skipped.
 
@@ -32,7 +32,7 @@ macro_rules! store_contract_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
-                if let Some((store, _guard)) = $fresh().await {
+                if let Some((store, _guard)) = $fresh(stringify!($case)).await {
                     $crate::$case(store).await;
                 }
             }

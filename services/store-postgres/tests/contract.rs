@@ -7,7 +7,7 @@ use eventline_store_postgres::PostgresEventStore;
 use eventline_test_support::TestDatabase;
 
 /// A fresh store in a database of its own, dropped when the test ends.
-async fn fresh_store() -> Option<(Arc<dyn EventStore>, TestDatabase)> {
+async fn fresh_store(_test: &str) -> Option<(Arc<dyn EventStore>, TestDatabase)> {
     let database = TestDatabase::postgres().await;
     let store = PostgresEventStore::connect(&database.url, 16)
         .await

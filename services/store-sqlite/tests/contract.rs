@@ -6,7 +6,7 @@ use eventline_core::EventStore;
 use eventline_store_sqlite::SqliteEventStore;
 
 /// A fresh store in its own temporary directory, removed when the test ends.
-async fn fresh_store() -> Option<(Arc<dyn EventStore>, tempfile::TempDir)> {
+async fn fresh_store(_test: &str) -> Option<(Arc<dyn EventStore>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteEventStore::open(dir.path().join("events.sqlite"))
         .await
