@@ -6,8 +6,10 @@ use crate::envelope::{Metadata, NewEvent};
 use crate::store::{EventStore, Position, StoreError, StreamVersion};
 
 /// How often a command without an explicit expected version is decided again on fresh state
-/// after losing a race, before the conflict is reported.
-pub const DEFAULT_CONFLICT_RETRIES: u32 = 8;
+/// after losing a race, before the conflict is reported. Every lost race means another
+/// command on the stream succeeded, so retries always make progress; the bound is high enough
+/// that dozens of clients racing on one stream all get a real answer (success or a rule).
+pub const DEFAULT_CONFLICT_RETRIES: u32 = 64;
 
 /// How many events one read of a stream fetches while loading an aggregate.
 const LOAD_PAGE: usize = 1_000;

@@ -53,6 +53,30 @@ pub fn event(event_type: &str, n: u64) -> NewEvent {
     }
 }
 
+/// Waits until `read_all` from the start shows `count` events and returns them.
+///
+/// Stores may hold back events that are committed but not yet safe to hand out (PostgreSQL
+/// withholds everything at or above the oldest transaction still running anywhere in the
+/// cluster, such as another test's); that is latency, never loss, so tests wait for it.
+pub async fn all_visible(store: &dyn EventStore, count: usize) -> Vec<eventline_core::Envelope> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = store
+            .read_all(Position::START, count + 1_000)
+            .await
+            .expect("read all");
+        if events.len() >= count {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} events became visible",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn conflict_of(result: Result<eventline_core::AppendOutcome, StoreError>) -> (u64, u64) {
     match result {
         Err(StoreError::Conflict {
@@ -125,14 +149,7 @@ pub async fn stale_or_future_expected_version_conflicts(store: Arc<dyn EventStor
         );
     }
     assert_eq!(store.read_stream("s", 0, 10).await.expect("read").len(), 2);
-    assert_eq!(
-        store
-            .read_all(Position::START, 10)
-            .await
-            .expect("read all")
-            .len(),
-        2
-    );
+    assert_eq!(all_visible(store.as_ref(), 2).await.len(), 2);
 }
 
 pub async fn multi_event_append_is_all_or_nothing(store: Arc<dyn EventStore>) {
@@ -184,6 +201,7 @@ pub async fn read_all_in_batches_from_a_position(store: Arc<dyn EventStore>) {
             appended.push(outcome.last_position);
         }
     }
+    all_visible(store.as_ref(), appended.len()).await;
     let mut seen = Vec::new();
     let mut after = Position::START;
     loop {
