@@ -1,7 +1,7 @@
 //! The case that silently loses events in naive stores: a transaction takes a position, a later
 //! position commits first, and a reader tails in between. Here it is forced deterministically.
 
-use eventline_core::{EventStore, Metadata, NewEvent, Position};
+use eventline_core::{EventStore, Metadata, NewEvent};
 use eventline_store_postgres::PostgresEventStore;
 use eventline_test_support::TestDatabase;
 use sqlx::Connection;
