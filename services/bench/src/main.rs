@@ -1,0 +1,310 @@
+//! Eventline's benchmarks. They print figures; they assert nothing and are not timed tests.
+//!
+//! ```sh
+//! cargo run --release -p eventline-bench                 # everything, 10 s per figure
+//! cargo run --release -p eventline-bench -- --only commands --clients 16 --seconds 30
+//! cargo run -p eventline-bench -- --smoke                # a quick run that only proves it works
+//! ```
+//!
+//! PostgreSQL is the server at `EVENTLINE_TEST_POSTGRES_URL` (default: the local one); each
+//! run uses a database of its own and drops it afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use eventline_core::{EventStore, Metadata, NewEvent};
+use eventline_store_postgres::PostgresEventStore;
+use eventline_store_sqlite::SqliteEventStore;
+use eventline_test_support::TestDatabase;
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Bench {
+    /// Appends of 1 and of 10 events, straight to SQLite and PostgreSQL.
+    Appends,
+    /// Deposit commands over HTTP through the command service, event store in PostgreSQL.
+    Commands,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Eventline benchmarks: print throughput and latency figures")]
+struct Args {
+    /// Which benchmarks to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "appends,commands"
+    )]
+    only: Vec<Bench>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds measured per figure.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Accounts the command benchmark spreads its deposits over.
+    #[arg(long, default_value_t = 1_000)]
+    accounts: usize,
+    /// A short run (0.5 s per figure, few accounts) that only proves every benchmark works.
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// Throughput and latency of one measured run.
+struct Figures {
+    operations: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Figures {
+    fn per_second(&self) -> f64 {
+        self.operations as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&mut self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+
+    fn print(mut self, what: &str, unit: &str) {
+        let (p50, p99) = (self.percentile_ms(0.50), self.percentile_ms(0.99));
+        println!(
+            "{what:<52} {:>10.0} {unit}/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms   ({} in {:.1} s, {} errors)",
+            self.per_second(),
+            self.operations,
+            self.elapsed.as_secs_f64(),
+            self.errors,
+        );
+    }
+}
+
+/// Runs `clients` copies of `operation` (given the client index and a counter) for `duration`.
+async fn measure<F, Fut>(clients: usize, duration: Duration, operation: F) -> Figures
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let operation = Arc::new(operation);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = JoinSet::new();
+    for client in 0..clients {
+        let operation = Arc::clone(&operation);
+        tasks.spawn(async move {
+            let (mut ok, mut errors, mut latencies) = (0, 0, Vec::new());
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if operation(client, n).await {
+                    ok += 1;
+                    latencies.push(t.elapsed().as_micros() as u64);
+                } else {
+                    errors += 1;
+                }
+                n += 1;
+            }
+            (ok, errors, latencies)
+        });
+    }
+    let mut figures = Figures {
+        operations: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies_us: Vec::new(),
+    };
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((ok, errors, latencies)) = joined {
+            figures.operations += ok;
+            figures.errors += errors;
+            figures.latencies_us.extend(latencies);
+        }
+    }
+    figures.elapsed = started.elapsed();
+    figures
+}
+
+fn events(count: usize, n: usize) -> Vec<NewEvent> {
+    (0..count)
+        .map(|i| NewEvent {
+            event_type: "FundsDeposited".into(),
+            schema_version: 1,
+            payload: json!({ "amount": 1, "balance": n * count + i }),
+            metadata: Metadata::default(),
+        })
+        .collect()
+}
+
+/// Each client appends to streams of its own, so every append succeeds at its first try.
+async fn appends(
+    store: Arc<dyn EventStore>,
+    label: &str,
+    per_append: usize,
+    args: &Args,
+    duration: Duration,
+) {
+    let versions: Arc<Vec<std::sync::atomic::AtomicU64>> =
+        Arc::new((0..args.clients).map(|_| Default::default()).collect());
+    let run = uuid_like();
+    let figures = measure(args.clients, duration, move |client, n| {
+        let store = Arc::clone(&store);
+        let versions = Arc::clone(&versions);
+        let stream = format!("bench-{run}-{client}");
+        async move {
+            let expected = versions[client].load(std::sync::atomic::Ordering::Relaxed);
+            match store
+                .append(&stream, "bench.account", expected, events(per_append, n))
+                .await
+            {
+                Ok(outcome) => {
+                    versions[client].store(outcome.version, std::sync::atomic::Ordering::Relaxed);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    let events_per_second = figures.per_second() * per_append as f64;
+    figures.print(
+        &format!(
+            "append {per_append:>2} event(s), {label}, {} clients",
+            args.clients
+        ),
+        "appends",
+    );
+    println!("{:<52} {events_per_second:>10.0} events/s", "");
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+async fn commands(
+    store: Arc<dyn EventStore>,
+    args: &Args,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(eventline_http_serve(listener, store, shutdown.clone()));
+    let http = reqwest::Client::new();
+
+    let mut ids = Vec::with_capacity(args.accounts);
+    for chunk in (0..args.accounts).collect::<Vec<_>>().chunks(64) {
+        let mut opening = JoinSet::new();
+        for _ in chunk {
+            let (http, base) = (http.clone(), base.clone());
+            opening.spawn(async move {
+                let response = http
+                    .post(format!("{base}/accounts"))
+                    .json(&json!({ "holder": "Bench", "opening_balance": 0 }))
+                    .send()
+                    .await?;
+                let body: serde_json::Value = response.json().await?;
+                body["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("no id in the answer")
+            });
+        }
+        while let Some(opened) = opening.join_next().await {
+            ids.push(opened??);
+        }
+    }
+    let ids = Arc::new(ids);
+    let clients = args.clients;
+    let figures = measure(clients, duration, move |client, n| {
+        let (http, base, ids) = (http.clone(), base.clone(), Arc::clone(&ids));
+        async move {
+            let id = &ids[(client + n * clients) % ids.len()];
+            http.post(format!("{base}/accounts/{id}/deposits"))
+                .json(&json!({ "amount": 1 }))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    })
+    .await;
+    figures.print(
+        &format!(
+            "deposit commands over HTTP, postgres, {} clients, {} accounts",
+            args.clients, args.accounts
+        ),
+        "commands",
+    );
+    shutdown.cancel();
+    server.await??;
+    Ok(())
+}
+
+async fn eventline_http_serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn EventStore>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    eventline_http::serve(listener, eventline::app::command_service(store), shutdown).await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.seconds = 0.5;
+        args.accounts = args.accounts.min(50);
+    }
+    if args.clients == 0 || args.seconds <= 0.0 {
+        bail!("--clients and --seconds must be greater than 0");
+    }
+    let duration = Duration::from_secs_f64(args.seconds);
+    println!(
+        "eventline-bench: {} clients, {:.1} s per figure{}",
+        args.clients,
+        args.seconds,
+        if cfg!(debug_assertions) {
+            " (debug build: figures are not representative)"
+        } else {
+            ""
+        }
+    );
+
+    if args.only.contains(&Bench::Appends) {
+        let dir = tempfile::tempdir()?;
+        let sqlite: Arc<dyn EventStore> =
+            Arc::new(SqliteEventStore::open(dir.path().join("events.sqlite")).await?);
+        let database = TestDatabase::postgres().await;
+        let postgres: Arc<dyn EventStore> =
+            Arc::new(PostgresEventStore::connect(&database.url, args.clients as u32 + 2).await?);
+        for per_append in [1, 10] {
+            appends(Arc::clone(&sqlite), "sqlite", per_append, &args, duration).await;
+            appends(
+                Arc::clone(&postgres),
+                "postgres",
+                per_append,
+                &args,
+                duration,
+            )
+            .await;
+        }
+    }
+    if args.only.contains(&Bench::Commands) {
+        let database = TestDatabase::postgres().await;
+        let store: Arc<dyn EventStore> =
+            Arc::new(PostgresEventStore::connect(&database.url, args.clients as u32 + 2).await?);
+        commands(store, &args, duration).await?;
+    }
+    Ok(())
+}
