@@ -8,8 +8,9 @@ use crate::upcast::{UpcastError, UpcasterChain};
 ///
 /// `decide` and `apply` are plain functions with no I/O, so business rules are tested with
 /// [`crate::testing::AggregateTest`] and replayed under any store. The state starts as
-/// `Default` (the stream does not exist yet) and must be rebuilt only by `apply`.
-pub trait Aggregate: Default + Send + Sync + 'static {
+/// `Default` (the stream does not exist yet) and must be rebuilt only by `apply`. It is
+/// `Clone` because command handlers keep recently used states in memory.
+pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     /// The stream type this aggregate's streams are stored and published under
     /// (e.g. `bank.account`, which becomes the Kafka topic `eventline.bank.account`).
     const STREAM_TYPE: &'static str;

@@ -1,5 +1,5 @@
-use std::marker::PhantomData;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::aggregate::{Aggregate, DomainEvent, EventDecodeError};
 use crate::envelope::{Metadata, NewEvent};
@@ -51,16 +51,59 @@ pub enum CommandError<E: std::error::Error + 'static> {
     Store(StoreError),
 }
 
+/// Recently used aggregates with their versions, so that most commands need no read of the
+/// store before their append. Only a cache: the append's expected-version check catches any
+/// stale entry (another replica wrote), and the command is then decided again on fresh state.
+#[derive(Debug)]
+struct StateCache<A> {
+    entries: Mutex<HashMap<String, (A, StreamVersion)>>,
+    capacity: usize,
+}
+
+impl<A: Clone> StateCache<A> {
+    fn get(&self, stream_id: &str) -> Option<(A, StreamVersion)> {
+        self.lock().get(stream_id).cloned()
+    }
+
+    fn put(&self, stream_id: &str, state: A, version: StreamVersion) {
+        if self.capacity == 0 || version == 0 {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity && !entries.contains_key(stream_id) {
+            // Evict an arbitrary entry: cheap, and a miss only costs one read.
+            if let Some(victim) = entries.keys().next().cloned() {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(stream_id.to_owned(), (state, version));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (A, StreamVersion)>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How many aggregates a [`CommandHandler`] keeps in memory by default.
+pub const DEFAULT_CACHED_AGGREGATES: usize = 10_000;
+
 /// Runs commands against aggregates of type `A`: load from events, decide, append.
 ///
-/// With an expected version from the client, a stale version is a [`CommandError::Conflict`]
-/// at once. Without one, the command is decided again on fresh state when it loses a race
-/// (up to `retries` times): the client did not ask for a version, only for the rules to hold.
+/// With an expected version from the client, a stale version is a [`CommandError::Conflict`].
+/// Without one, the command is decided again on fresh state when it loses a race (up to
+/// `retries` times): the client did not ask for a version, only for the rules to hold.
+///
+/// Recently used aggregates are kept in memory, so the usual command is one append: it is
+/// decided on the cached state and appended with the cached version as the expected one. If
+/// another writer got there first, the append fails, the state is refreshed from the store and
+/// the command decided again; a rejection or a client version mismatch on cached state is
+/// also re-checked on fresh state before it is reported. No answer is ever based on stale
+/// state alone.
 #[derive(Debug)]
 pub struct CommandHandler<A> {
     store: Arc<dyn EventStore>,
     retries: u32,
-    aggregate: PhantomData<fn() -> A>,
+    cache: Arc<StateCache<A>>,
 }
 
 impl<A> Clone for CommandHandler<A> {
@@ -68,7 +111,7 @@ impl<A> Clone for CommandHandler<A> {
         Self {
             store: Arc::clone(&self.store),
             retries: self.retries,
-            aggregate: PhantomData,
+            cache: Arc::clone(&self.cache),
         }
     }
 }
@@ -78,7 +121,10 @@ impl<A: Aggregate> CommandHandler<A> {
         Self {
             store,
             retries: DEFAULT_CONFLICT_RETRIES,
-            aggregate: PhantomData,
+            cache: Arc::new(StateCache {
+                entries: Mutex::new(HashMap::new()),
+                capacity: DEFAULT_CACHED_AGGREGATES,
+            }),
         }
     }
 
@@ -88,17 +134,27 @@ impl<A: Aggregate> CommandHandler<A> {
         self
     }
 
+    /// Keep up to `capacity` aggregates in memory (0: always read the store).
+    #[must_use]
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache = Arc::new(StateCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        });
+        self
+    }
+
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
 
-    /// Rebuilds the aggregate from all events of its stream; returns it with its version.
+    /// The aggregate as the store has it now, with its version: the cached state (if any)
+    /// brought up to date with the events appended since.
     pub async fn load(
         &self,
         stream_id: &str,
     ) -> Result<(A, StreamVersion), CommandError<A::Error>> {
-        let mut state = A::default();
-        let mut version = 0;
+        let (mut state, mut version) = self.cache.get(stream_id).unwrap_or_default();
         loop {
             let page = self
                 .store
@@ -117,12 +173,14 @@ impl<A: Aggregate> CommandHandler<A> {
                 version = envelope.version;
             }
             if !full {
+                self.cache.put(stream_id, state.clone(), version);
                 return Ok((state, version));
             }
         }
     }
 
-    /// Loads the aggregate, decides, and appends the resulting events atomically.
+    /// Decides the command on the aggregate's state and appends the resulting events
+    /// atomically, at the version that state was read at.
     pub async fn execute(
         &self,
         stream_id: &str,
@@ -130,19 +188,36 @@ impl<A: Aggregate> CommandHandler<A> {
         metadata: &Metadata,
         command: &A::Command,
     ) -> Result<CommandOutcome, CommandError<A::Error>> {
+        let (mut current, mut fresh) = match self.cache.get(stream_id) {
+            Some(cached) => (cached, false),
+            None => (self.load(stream_id).await?, true),
+        };
         let mut attempt = 0;
         loop {
-            let (state, version) = self.load(stream_id).await?;
+            let (state, version) = current;
             if let Some(expected) = expected
                 && expected != version
             {
+                if !fresh {
+                    current = self.load(stream_id).await?;
+                    fresh = true;
+                    continue;
+                }
                 return Err(CommandError::Conflict {
                     stream_id: stream_id.to_owned(),
                     expected,
                     actual: version,
                 });
             }
-            let events = state.decide(command).map_err(CommandError::Rejected)?;
+            let events = match state.decide(command) {
+                Ok(events) => events,
+                Err(_) if !fresh => {
+                    current = self.load(stream_id).await?;
+                    fresh = true;
+                    continue;
+                }
+                Err(rejection) => return Err(CommandError::Rejected(rejection)),
+            };
             if events.is_empty() {
                 return Ok(CommandOutcome {
                     stream_id: stream_id.to_owned(),
@@ -174,6 +249,11 @@ impl<A: Aggregate> CommandHandler<A> {
                 .await
             {
                 Ok(outcome) => {
+                    let mut next = state;
+                    for event in &events {
+                        next.apply(event);
+                    }
+                    self.cache.put(stream_id, next, outcome.version);
                     return Ok(CommandOutcome {
                         stream_id: stream_id.to_owned(),
                         version: outcome.version,
@@ -195,6 +275,8 @@ impl<A: Aggregate> CommandHandler<A> {
                     }
                     attempt += 1;
                     tracing::debug!(stream_id, attempt, "lost an append race; deciding again");
+                    current = self.load(&stream_id).await?;
+                    fresh = true;
                 }
                 Err(other) => return Err(CommandError::Store(other)),
             }

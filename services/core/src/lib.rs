@@ -20,7 +20,10 @@ pub mod testing;
 mod upcast;
 
 pub use aggregate::{Aggregate, DomainError, DomainEvent, EventDecodeError, FieldError, Rejection};
-pub use command::{CommandError, CommandHandler, CommandOutcome, DEFAULT_CONFLICT_RETRIES};
+pub use command::{
+    CommandError, CommandHandler, CommandOutcome, DEFAULT_CACHED_AGGREGATES,
+    DEFAULT_CONFLICT_RETRIES,
+};
 pub use envelope::{Envelope, Metadata, NewEvent};
 pub use projection::{Column, ColumnType, Index, Projection, ProjectionError, RowOp, Table, Value};
 pub use store::{
