@@ -50,6 +50,9 @@ struct Args {
     /// Accounts the command benchmark spreads its deposits over.
     #[arg(long, default_value_t = 1_000)]
     accounts: usize,
+    /// Connections to PostgreSQL (default: one per client, plus two).
+    #[arg(long)]
+    pool: Option<u32>,
     /// A short run (0.5 s per figure, few accounts) that only proves every benchmark works.
     #[arg(long)]
     smoke: bool,
@@ -259,6 +262,10 @@ async fn eventline_http_serve(
     eventline_http::serve(listener, eventline::app::command_service(store), shutdown).await
 }
 
+fn pool_size(args: &Args) -> u32 {
+    args.pool.unwrap_or(args.clients as u32 + 2)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
@@ -287,7 +294,7 @@ async fn main() -> anyhow::Result<()> {
             Arc::new(SqliteEventStore::open(dir.path().join("events.sqlite")).await?);
         let database = TestDatabase::postgres().await;
         let postgres: Arc<dyn EventStore> =
-            Arc::new(PostgresEventStore::connect(&database.url, args.clients as u32 + 2).await?);
+            Arc::new(PostgresEventStore::connect(&database.url, pool_size(&args)).await?);
         for per_append in [1, 10] {
             appends(Arc::clone(&sqlite), "sqlite", per_append, &args, duration).await;
             appends(
@@ -303,7 +310,7 @@ async fn main() -> anyhow::Result<()> {
     if args.only.contains(&Bench::Commands) {
         let database = TestDatabase::postgres().await;
         let store: Arc<dyn EventStore> =
-            Arc::new(PostgresEventStore::connect(&database.url, args.clients as u32 + 2).await?);
+            Arc::new(PostgresEventStore::connect(&database.url, pool_size(&args)).await?);
         commands(store, &args, duration).await?;
     }
     Ok(())

@@ -17,6 +17,9 @@ pub type ReadyCheck =
 /// How long `/readyz` waits for one dependency before calling it down.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder, installed on first use.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -33,6 +36,20 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only if another recorder is installed already; the handle still renders ours.
         let _ = metrics::set_global_recorder(recorder);
+        // Histogram samples are folded into buckets by upkeep; without it they would pile up
+        // in memory between scrapes (or forever, when nobody scrapes).
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "could not start the metrics upkeep thread");
+        }
         handle
     })
 }

@@ -1,8 +1,8 @@
 //! The PostgreSQL event store.
 //!
 //! # Appends
-//! One append is one `INSERT ... SELECT FROM unnest(...)` statement in its own transaction:
-//! all events of the append or none. It inserts versions `expected + 1 ..` only if the stream
+//! One append is one `INSERT ... SELECT` statement in its own transaction (over `unnest` of
+//! arrays when it has several events): all events of the append or none. It inserts versions `expected + 1 ..` only if the stream
 //! is at `expected` (the event at version `expected` exists, or `expected` is 0), and the
 //! `UNIQUE (stream_id, version)` constraint decides between concurrent writers: the loser gets
 //! a unique violation, reported as [`StoreError::Conflict`] with the stream's actual version.
@@ -162,27 +162,49 @@ impl EventStore for PostgresEventStore {
                 }
             })?);
         }
-        let inserted = sqlx::query(
-            "INSERT INTO eventline_events \
-               (stream_id, stream_type, version, event_type, schema_version, payload, metadata) \
-             SELECT $1, $2, $3 + e.ord, e.event_type, e.schema_version, e.payload::jsonb, \
-                    e.metadata::jsonb \
-             FROM unnest($4::text[], $5::int4[], $6::text[], $7::text[]) \
-                  WITH ORDINALITY AS e(event_type, schema_version, payload, metadata, ord) \
-             WHERE $3 = 0 OR EXISTS \
-                   (SELECT 1 FROM eventline_events WHERE stream_id = $1 AND version = $3) \
-             ORDER BY e.ord \
-             RETURNING position, tx_id::text::bigint",
-        )
-        .bind(stream_id)
-        .bind(stream_type)
-        .bind(to_i64(expected))
-        .bind(&types)
-        .bind(&schema_versions)
-        .bind(&payloads)
-        .bind(&metadata)
-        .fetch_all(&self.pool)
-        .await;
+        // One event (the usual command) takes a plain statement; several take one statement
+        // over arrays. Both insert nothing unless the stream is at `expected`.
+        let inserted = if events.len() == 1 {
+            sqlx::query(
+                "INSERT INTO eventline_events \
+                   (stream_id, stream_type, version, event_type, schema_version, payload, metadata) \
+                 SELECT $1, $2, $3 + 1, $4, $5, $6::jsonb, $7::jsonb \
+                 WHERE $3 = 0 OR EXISTS \
+                       (SELECT 1 FROM eventline_events WHERE stream_id = $1 AND version = $3) \
+                 RETURNING position, tx_id::text::bigint",
+            )
+            .bind(stream_id)
+            .bind(stream_type)
+            .bind(to_i64(expected))
+            .bind(types[0])
+            .bind(schema_versions[0])
+            .bind(&payloads[0])
+            .bind(&metadata[0])
+            .fetch_all(&self.pool)
+            .await
+        } else {
+            sqlx::query(
+                "INSERT INTO eventline_events \
+                   (stream_id, stream_type, version, event_type, schema_version, payload, metadata) \
+                 SELECT $1, $2, $3 + e.ord, e.event_type, e.schema_version, e.payload::jsonb, \
+                        e.metadata::jsonb \
+                 FROM unnest($4::text[], $5::int4[], $6::text[], $7::text[]) \
+                      WITH ORDINALITY AS e(event_type, schema_version, payload, metadata, ord) \
+                 WHERE $3 = 0 OR EXISTS \
+                       (SELECT 1 FROM eventline_events WHERE stream_id = $1 AND version = $3) \
+                 ORDER BY e.ord \
+                 RETURNING position, tx_id::text::bigint",
+            )
+            .bind(stream_id)
+            .bind(stream_type)
+            .bind(to_i64(expected))
+            .bind(&types)
+            .bind(&schema_versions)
+            .bind(&payloads)
+            .bind(&metadata)
+            .fetch_all(&self.pool)
+            .await
+        };
         let conflict = || async {
             Err(StoreError::Conflict {
                 stream_id: stream_id.to_owned(),
