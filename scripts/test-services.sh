@@ -3,6 +3,7 @@
 # scripts/test.sh; safe to run again (servers already up are left alone).
 #
 #   PostgreSQL  127.0.0.1:5432, trust auth   EVENTLINE_TEST_POSTGRES_URL
+#   MariaDB     127.0.0.1:3306, root         EVENTLINE_TEST_MYSQL_URL
 #   MongoDB     cannot run on these machines EVENTLINE_TEST_MONGODB_URI (tests skip without it)
 
 log() { echo "test-services: $*" >&2; }
@@ -27,5 +28,20 @@ ensure_postgres() {
   wait_for PostgreSQL 30 pg_isready -q -h 127.0.0.1 -p 5432
 }
 
+mariadb_up() { mysqladmin --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping; }
+
+ensure_mariadb() {
+  if mariadb_up >/dev/null 2>&1; then return 0; fi
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    log "installing MariaDB"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null
+  fi
+  log "starting MariaDB"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  wait_for MariaDB 30 mariadb_up
+}
+
 ensure_postgres
+ensure_mariadb
+export EVENTLINE_TEST_MYSQL_URL="${EVENTLINE_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 export EVENTLINE_TEST_POSTGRES_URL="${EVENTLINE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

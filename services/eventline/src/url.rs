@@ -137,7 +137,7 @@ pub async fn open_read_model(
             OpenError::UnsupportedScheme {
                 flag,
                 scheme,
-                supported: "sqlite",
+                supported: "sqlite, postgres, mysql",
             }
         }
         source => OpenError::ReadModel {

@@ -7,11 +7,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use eventline_core::{
     Column, ColumnType, Envelope, Position, Projection, ProjectionError, RowOp, Table, Value,
 };
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, Executor, IntoArguments};
 
+use crate::backend::{Args, Backend};
 use crate::dialect::Dialect;
 use crate::error::ReadModelError;
 
@@ -54,14 +57,29 @@ fn dead_letters_table() -> Table {
 }
 
 #[derive(Debug, Clone)]
-enum Pool {
+pub(crate) enum Pool {
     Sqlite(SqlitePool),
+    Postgres(PgPool),
+    MySql(MySqlPool),
 }
+
+/// Runs `$body` with `$pool` bound to whichever pool this database has: the body is generic
+/// code, written once for every backend.
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match &$db.pool {
+            $crate::db::Pool::Sqlite($pool) => $body,
+            $crate::db::Pool::Postgres($pool) => $body,
+            $crate::db::Pool::MySql($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
 
 /// A connection pool to one read-model database, with the dialect to speak to it.
 #[derive(Debug, Clone)]
 pub struct ReadModelDb {
-    pool: Pool,
+    pub(crate) pool: Pool,
     dialect: Dialect,
 }
 
@@ -97,17 +115,6 @@ pub(crate) fn timestamp_text(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments>;
-
-fn bind_sqlite<'q>(query: SqliteQuery<'q>, value: &'q Value) -> SqliteQuery<'q> {
-    match value {
-        Value::Null => query.bind(None::<i64>),
-        Value::Int(v) => query.bind(*v),
-        Value::Text(v) => query.bind(v.as_str()),
-        Value::Timestamp(t) => query.bind(timestamp_text(t)),
-    }
-}
-
 fn key_text(key: &[(&str, Value)]) -> String {
     key.iter()
         .map(|(c, v)| format!("{c}={v:?}"))
@@ -115,20 +122,65 @@ fn key_text(key: &[(&str, Value)]) -> String {
         .join(", ")
 }
 
+fn database_error(
+    dialect: Dialect,
+    action: impl Into<String>,
+) -> impl FnOnce(sqlx::Error) -> ReadModelError {
+    let action = action.into();
+    move |source| ReadModelError::Database {
+        database: dialect.name(),
+        action,
+        source,
+    }
+}
+
 impl ReadModelDb {
-    /// Connects by URL; the scheme picks the database (`sqlite://PATH` now).
+    /// Connects by URL; the scheme picks the database: `sqlite://PATH`,
+    /// `postgres://USER:PASSWORD@HOST/DB`, `mysql://USER:PASSWORD@HOST/DB` (MySQL or MariaDB).
     pub async fn connect(url: &str) -> Result<Self, ReadModelError> {
+        Self::connect_with_pool_size(url, 8).await
+    }
+
+    /// [`ReadModelDb::connect`] with a pool of up to `pool_size` connections.
+    pub async fn connect_with_pool_size(url: &str, pool_size: u32) -> Result<Self, ReadModelError> {
         let scheme = url.split(':').next().unwrap_or_default();
+        let parse = |dialect: Dialect| database_error(dialect, "parsing the URL");
+        let connect = |dialect: Dialect| database_error(dialect, "connecting");
+        let acquire_timeout = Duration::from_secs(10);
         match scheme {
             "sqlite" => {
-                let options = SqliteConnectOptions::from_str(url).map_err(|source| {
-                    ReadModelError::Database {
-                        database: "sqlite",
-                        action: "parsing the URL".into(),
-                        source,
-                    }
-                })?;
+                let options =
+                    SqliteConnectOptions::from_str(url).map_err(parse(Dialect::Sqlite))?;
                 Self::open_sqlite_with(options).await
+            }
+            "postgres" | "postgresql" => {
+                let options = PgConnectOptions::from_str(url).map_err(parse(Dialect::Postgres))?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(pool_size)
+                    .acquire_timeout(acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect(Dialect::Postgres))?;
+                Ok(Self {
+                    pool: Pool::Postgres(pool),
+                    dialect: Dialect::Postgres,
+                })
+            }
+            "mysql" | "mariadb" => {
+                let url = url.replacen("mariadb:", "mysql:", 1);
+                let options = MySqlConnectOptions::from_str(&url).map_err(parse(Dialect::MySql))?;
+                // Timestamps are exchanged in UTC whatever the server's time zone.
+                let options = options.timezone(Some("+00:00".to_owned()));
+                let pool = MySqlPoolOptions::new()
+                    .max_connections(pool_size)
+                    .acquire_timeout(acquire_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect(Dialect::MySql))?;
+                Ok(Self {
+                    pool: Pool::MySql(pool),
+                    dialect: Dialect::MySql,
+                })
             }
             other => Err(ReadModelError::UnsupportedUrl {
                 scheme: other.to_owned(),
@@ -153,11 +205,7 @@ impl ReadModelDb {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(|source| ReadModelError::Database {
-                database: "sqlite",
-                action: "connecting".into(),
-                source,
-            })?;
+            .map_err(database_error(Dialect::Sqlite, "connecting"))?;
         Ok(Self {
             pool: Pool::Sqlite(pool),
             dialect: Dialect::Sqlite,
@@ -168,36 +216,19 @@ impl ReadModelDb {
         self.dialect
     }
 
-    fn err(&self, action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> ReadModelError {
-        let database = self.dialect.name();
-        let action = action.into();
-        move |source| ReadModelError::Database {
-            database,
-            action,
-            source,
-        }
-    }
-
     /// Checks that the database answers; used by `/readyz`.
     pub async fn ping(&self) -> Result<(), ReadModelError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query("SELECT 1")
-                .execute(pool)
-                .await
-                .map(drop)
-                .map_err(self.err("pinging")),
-        }
+        with_pool!(self, pool => execute_on(pool, "SELECT 1".to_owned(), "pinging").await)
     }
 
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(pool) => pool.close().await,
-        }
+        with_pool!(self, pool => pool.close().await);
     }
 
     /// Creates the projection's tables (and Eventline's checkpoint and dead-letter tables) if
-    /// they do not exist, after checking every name is a plain identifier.
+    /// they do not exist, after checking every name is a plain identifier, and makes sure the
+    /// projection has a checkpoint row (so batches can lock it).
     pub async fn ensure_schema(
         &self,
         projection: &dyn Projection,
@@ -210,289 +241,369 @@ impl ReadModelDb {
         {
             check_table(&table)?;
             for statement in self.dialect.create_table(&table) {
-                self.execute(statement, &format!("creating table {}", table.name))
-                    .await?;
+                let action = format!("creating table {}", table.name);
+                with_pool!(self, pool => execute_on(pool, statement, &action).await)?;
             }
             tables.insert(table.name, table);
         }
-        Ok(Schema {
+        let schema = Schema {
             projection: projection.name(),
             tables,
-        })
-    }
-
-    async fn execute(&self, sql: String, action: &str) -> Result<(), ReadModelError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query(AssertSqlSafe(sql))
-                .execute(pool)
-                .await
-                .map(drop)
-                .map_err(self.err(action)),
-        }
+        };
+        let checkpoints = schema.table(CHECKPOINTS)?;
+        let row = start_checkpoint(schema.projection);
+        with_pool!(self, pool => insert_if_absent(pool, checkpoints, &row).await)?;
+        Ok(schema)
     }
 
     /// The last position this projection has applied ([`Position::START`] when none).
     pub async fn checkpoint(&self, projection: &str) -> Result<Position, ReadModelError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                let mut conn = pool
-                    .acquire()
-                    .await
-                    .map_err(self.err("reading the checkpoint"))?;
-                sqlite_checkpoint(&mut conn, projection)
-                    .await
-                    .map_err(self.err("reading the checkpoint"))
-            }
-        }
+        with_pool!(self, pool => read_checkpoint(pool, self.dialect, projection).await)
     }
 
     /// How many events of this projection are in the dead-letter table.
     pub async fn dead_letter_count(&self, projection: &str) -> Result<u64, ReadModelError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                let count: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM eventline_dead_letters WHERE projection = ?",
-                )
-                .bind(projection)
-                .fetch_one(pool)
-                .await
-                .map_err(self.err("counting dead letters"))?;
-                Ok(u64::try_from(count).unwrap_or(0))
-            }
-        }
+        let table = dead_letters_table();
+        let rows = self
+            .select(&crate::query::Select {
+                table: &table,
+                filters: vec![("projection", Value::from(projection))],
+                order_by: &["projection", "event_position"],
+                after: None,
+                limit: u32::MAX,
+            })
+            .await?;
+        Ok(rows.len() as u64)
     }
 
     /// Applies a batch of projected events and moves the checkpoint past the last one, in one
     /// transaction: either all of it is visible afterwards or none of it.
     ///
-    /// Events at or below the stored checkpoint are skipped, so a redelivered batch changes
-    /// nothing. Events the projection rejected, and events whose row changes the database
-    /// rejects, go to the dead-letter table in the same transaction; the batch goes on. Errors
-    /// that are not about the data (the database is unreachable) abort the whole batch, which
-    /// the caller retries.
+    /// The checkpoint row is locked for the transaction, and events at or below the stored
+    /// checkpoint are skipped, so a redelivered batch, or a second projector instance racing
+    /// this one, changes nothing. Events the projection rejected, and events whose row changes
+    /// the database rejects, go to the dead-letter table in the same transaction; the batch
+    /// goes on. Errors that are not about the data (the database is unreachable) abort the
+    /// whole batch, which the caller retries.
     pub async fn apply_batch(
         &self,
         schema: &Schema,
         batch: &[ProjectedEvent<'_>],
     ) -> Result<BatchOutcome, ReadModelError> {
-        match self.apply_batch_once(schema, batch, false).await {
+        let first = with_pool!(self, pool => apply_batch_on(pool, schema, batch, false).await);
+        match first {
             Err(error) if error.is_data_error() => {
                 tracing::warn!(projection = schema.projection, %error,
                     "batch rejected by the database; applying it event by event");
-                self.apply_batch_once(schema, batch, true).await
+                with_pool!(self, pool => apply_batch_on(pool, schema, batch, true).await)
             }
             other => other,
         }
     }
-
-    async fn apply_batch_once(
-        &self,
-        schema: &Schema,
-        batch: &[ProjectedEvent<'_>],
-        isolate_events: bool,
-    ) -> Result<BatchOutcome, ReadModelError> {
-        let Pool::Sqlite(pool) = &self.pool;
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(self.err("beginning a batch"))?;
-        let checkpoint = sqlite_checkpoint(&mut tx, schema.projection)
-            .await
-            .map_err(self.err("reading the checkpoint"))?;
-        let mut outcome = BatchOutcome {
-            checkpoint,
-            ..BatchOutcome::default()
-        };
-        for projected in batch {
-            let event = projected.event;
-            if event.position <= outcome.checkpoint {
-                outcome.skipped += 1;
-                continue;
-            }
-            outcome.checkpoint = event.position;
-            let ops = match &projected.ops {
-                Ok(ops) => ops,
-                Err(rejected) => {
-                    self.dead_letter(&mut tx, schema, event, &rejected.to_string())
-                        .await?;
-                    outcome.dead_lettered += 1;
-                    continue;
-                }
-            };
-            if !isolate_events {
-                self.apply_ops(&mut tx, schema, ops).await?;
-                outcome.applied += 1;
-                continue;
-            }
-            self.run(
-                &mut tx,
-                "SAVEPOINT eventline_event".into(),
-                "setting a savepoint",
-            )
-            .await?;
-            match self.apply_ops(&mut tx, schema, ops).await {
-                Ok(()) => outcome.applied += 1,
-                Err(error) if error.is_data_error() => {
-                    self.run(
-                        &mut tx,
-                        "ROLLBACK TO SAVEPOINT eventline_event".into(),
-                        "rolling back",
-                    )
-                    .await?;
-                    tracing::warn!(projection = schema.projection, position = %event.position,
-                        %error, "event dead-lettered");
-                    self.dead_letter(&mut tx, schema, event, &error.to_string())
-                        .await?;
-                    outcome.dead_lettered += 1;
-                }
-                Err(error) => return Err(error),
-            }
-            self.run(
-                &mut tx,
-                "RELEASE SAVEPOINT eventline_event".into(),
-                "releasing a savepoint",
-            )
-            .await?;
-        }
-        if outcome.checkpoint != checkpoint {
-            let row = vec![
-                ("projection", Value::from(schema.projection)),
-                ("commit_position", Value::from(outcome.checkpoint.commit)),
-                ("event_position", Value::from(outcome.checkpoint.event)),
-                ("updated_at", Value::Timestamp(Utc::now())),
-            ];
-            self.upsert(&mut tx, schema, CHECKPOINTS, &row).await?;
-        }
-        tx.commit().await.map_err(self.err("committing a batch"))?;
-        Ok(outcome)
-    }
-
-    async fn run(
-        &self,
-        conn: &mut SqliteConnection,
-        sql: String,
-        action: &str,
-    ) -> Result<(), ReadModelError> {
-        sqlx::query(AssertSqlSafe(sql))
-            .execute(conn)
-            .await
-            .map(drop)
-            .map_err(self.err(action))
-    }
-
-    async fn dead_letter(
-        &self,
-        conn: &mut SqliteConnection,
-        schema: &Schema,
-        event: &Envelope,
-        error: &str,
-    ) -> Result<(), ReadModelError> {
-        metrics::counter!("eventline_projector_dead_letters_total", "projection" => schema.projection)
-            .increment(1);
-        let row = vec![
-            ("projection", Value::from(schema.projection)),
-            ("event_position", Value::from(event.position.event)),
-            ("commit_position", Value::from(event.position.commit)),
-            ("stream_id", Value::from(event.stream_id.as_str())),
-            ("version", Value::from(event.version)),
-            ("event_type", Value::from(event.event_type.as_str())),
-            ("payload", Value::Text(event.payload.to_string())),
-            ("error", Value::from(error)),
-            ("failed_at", Value::Timestamp(Utc::now())),
-        ];
-        self.upsert(conn, schema, DEAD_LETTERS, &row).await
-    }
-
-    async fn apply_ops(
-        &self,
-        conn: &mut SqliteConnection,
-        schema: &Schema,
-        ops: &[RowOp],
-    ) -> Result<(), ReadModelError> {
-        for op in ops {
-            match op {
-                RowOp::Upsert { table, row } => self.upsert(conn, schema, table, row).await?,
-                RowOp::Update { table, key, set } => {
-                    let table = schema.table(table)?;
-                    let set_columns = table.columns_of(set)?;
-                    let key_columns = table.columns_of(key)?;
-                    let sql = self.dialect.update(table.name, &set_columns, &key_columns);
-                    let mut query = sqlx::query(AssertSqlSafe(sql));
-                    for (_, value) in set.iter().chain(key) {
-                        query = bind_sqlite(query, value);
-                    }
-                    let done = query
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(self.err(format!("updating {}", table.name)))?;
-                    if done.rows_affected() != 1 {
-                        return Err(ReadModelError::MissingRow {
-                            table: table.name.to_owned(),
-                            key: key_text(key),
-                        });
-                    }
-                }
-                RowOp::Delete { table, key } => {
-                    let table = schema.table(table)?;
-                    let key_columns = table.columns_of(key)?;
-                    let sql = self.dialect.delete(table.name, &key_columns);
-                    let mut query = sqlx::query(AssertSqlSafe(sql));
-                    for (_, value) in key {
-                        query = bind_sqlite(query, value);
-                    }
-                    query
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(self.err(format!("deleting from {}", table.name)))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn upsert(
-        &self,
-        conn: &mut SqliteConnection,
-        schema: &Schema,
-        table: &str,
-        row: &[(&'static str, Value)],
-    ) -> Result<(), ReadModelError> {
-        let table = schema.table(table)?;
-        let columns = table.columns_of(row)?;
-        let sql = self.dialect.upsert(table, &columns);
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for (_, value) in row {
-            query = bind_sqlite(query, value);
-        }
-        query
-            .execute(conn)
-            .await
-            .map(drop)
-            .map_err(self.err(format!("upserting into {}", table.name)))
-    }
-
-    pub(crate) fn sqlite_pool(&self) -> &SqlitePool {
-        let Pool::Sqlite(pool) = &self.pool;
-        pool
-    }
 }
 
-async fn sqlite_checkpoint(
-    conn: &mut SqliteConnection,
+fn start_checkpoint(projection: &'static str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("projection", Value::from(projection)),
+        ("commit_position", Value::Int(0)),
+        ("event_position", Value::Int(0)),
+        ("updated_at", Value::Timestamp(Utc::now())),
+    ]
+}
+
+async fn execute_on<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    sql: String,
+    action: &str,
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(database_error(DB::DIALECT, action))?;
+    sqlx::query(AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+        .map_err(database_error(DB::DIALECT, action))
+}
+
+/// Inserts `row` unless a row with its primary key exists.
+async fn insert_if_absent<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    table: &Table,
+    row: &[(&'static str, Value)],
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let action = format!("initialising {}", table.name);
+    let columns = columns_of(table, row)?;
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(database_error(DB::DIALECT, action.as_str()))?;
+    let mut query = sqlx::query(AssertSqlSafe(DB::DIALECT.insert_if_absent(table, &columns)));
+    for (_, value) in row {
+        query = DB::bind(query, value);
+    }
+    query
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+        .map_err(database_error(DB::DIALECT, action))
+}
+
+async fn read_checkpoint<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    dialect: Dialect,
     projection: &str,
-) -> Result<Position, sqlx::Error> {
-    let position: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT commit_position, event_position FROM eventline_checkpoints WHERE projection = ?",
-    )
-    .bind(projection)
-    .fetch_optional(conn)
-    .await?;
-    Ok(
-        position.map_or(Position::START, |(commit, event)| Position {
-            commit: u64::try_from(commit).unwrap_or(0),
-            event: u64::try_from(event).unwrap_or(0),
-        }),
-    )
+) -> Result<Position, ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(database_error(dialect, "reading the checkpoint"))?;
+    checkpoint_in::<DB>(&mut conn, dialect, projection, false).await
+}
+
+/// Reads the checkpoint on `conn`, locking its row when `lock` (inside a batch transaction).
+async fn checkpoint_in<DB: Backend>(
+    conn: &mut DB::Connection,
+    dialect: Dialect,
+    projection: &str,
+    lock: bool,
+) -> Result<Position, ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let sql = dialect.checkpoint_for_update();
+    let sql = if lock {
+        sql
+    } else {
+        sql.trim_end_matches(" FOR UPDATE").to_owned()
+    };
+    let key = Value::from(projection);
+    let row = DB::bind(sqlx::query(AssertSqlSafe(sql)), &key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(database_error(dialect, "reading the checkpoint"))?;
+    let Some(row) = row else {
+        return Ok(Position::START);
+    };
+    let number = |index| {
+        DB::decode(&row, index, ColumnType::BigInt)
+            .map(|v| v.as_u64().unwrap_or(0))
+            .map_err(database_error(dialect, "reading the checkpoint"))
+    };
+    Ok(Position {
+        commit: number(0)?,
+        event: number(1)?,
+    })
+}
+
+async fn apply_batch_on<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    schema: &Schema,
+    batch: &[ProjectedEvent<'_>],
+    isolate_events: bool,
+) -> Result<BatchOutcome, ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let dialect = DB::DIALECT;
+    let mut tx = pool
+        .begin_with(DB::BEGIN)
+        .await
+        .map_err(database_error(dialect, "beginning a batch"))?;
+    let conn: &mut DB::Connection = &mut tx;
+    let checkpoint = checkpoint_in::<DB>(conn, dialect, schema.projection, true).await?;
+    let mut outcome = BatchOutcome {
+        checkpoint,
+        ..BatchOutcome::default()
+    };
+    for projected in batch {
+        let event = projected.event;
+        if event.position <= outcome.checkpoint {
+            outcome.skipped += 1;
+            continue;
+        }
+        outcome.checkpoint = event.position;
+        let ops = match &projected.ops {
+            Ok(ops) => ops,
+            Err(rejected) => {
+                dead_letter::<DB>(conn, schema, event, &rejected.to_string()).await?;
+                outcome.dead_lettered += 1;
+                continue;
+            }
+        };
+        if !isolate_events {
+            apply_ops::<DB>(conn, schema, ops).await?;
+            outcome.applied += 1;
+            continue;
+        }
+        run::<DB>(conn, "SAVEPOINT eventline_event", "setting a savepoint").await?;
+        match apply_ops::<DB>(conn, schema, ops).await {
+            Ok(()) => outcome.applied += 1,
+            Err(error) if error.is_data_error() => {
+                run::<DB>(
+                    conn,
+                    "ROLLBACK TO SAVEPOINT eventline_event",
+                    "rolling back",
+                )
+                .await?;
+                tracing::warn!(projection = schema.projection, position = %event.position,
+                    %error, "event dead-lettered");
+                dead_letter::<DB>(conn, schema, event, &error.to_string()).await?;
+                outcome.dead_lettered += 1;
+            }
+            Err(error) => return Err(error),
+        }
+        run::<DB>(
+            conn,
+            "RELEASE SAVEPOINT eventline_event",
+            "releasing a savepoint",
+        )
+        .await?;
+    }
+    if outcome.checkpoint != checkpoint {
+        let row = vec![
+            ("projection", Value::from(schema.projection)),
+            ("commit_position", Value::from(outcome.checkpoint.commit)),
+            ("event_position", Value::from(outcome.checkpoint.event)),
+            ("updated_at", Value::Timestamp(Utc::now())),
+        ];
+        upsert::<DB>(conn, schema, CHECKPOINTS, &row).await?;
+    }
+    tx.commit()
+        .await
+        .map_err(database_error(dialect, "committing a batch"))?;
+    Ok(outcome)
+}
+
+async fn run<DB: Backend>(
+    conn: &mut DB::Connection,
+    sql: &'static str,
+    action: &str,
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    sqlx::query(sql)
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(database_error(DB::DIALECT, action))
+}
+
+async fn dead_letter<DB: Backend>(
+    conn: &mut DB::Connection,
+    schema: &Schema,
+    event: &Envelope,
+    error: &str,
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    metrics::counter!("eventline_projector_dead_letters_total", "projection" => schema.projection)
+        .increment(1);
+    let row = vec![
+        ("projection", Value::from(schema.projection)),
+        ("event_position", Value::from(event.position.event)),
+        ("commit_position", Value::from(event.position.commit)),
+        ("stream_id", Value::from(event.stream_id.as_str())),
+        ("version", Value::from(event.version)),
+        ("event_type", Value::from(event.event_type.as_str())),
+        ("payload", Value::Text(event.payload.to_string())),
+        ("error", Value::from(error)),
+        ("failed_at", Value::Timestamp(Utc::now())),
+    ];
+    upsert::<DB>(conn, schema, DEAD_LETTERS, &row).await
+}
+
+async fn apply_ops<DB: Backend>(
+    conn: &mut DB::Connection,
+    schema: &Schema,
+    ops: &[RowOp],
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let dialect = DB::DIALECT;
+    for op in ops {
+        match op {
+            RowOp::Upsert { table, row } => upsert::<DB>(conn, schema, table, row).await?,
+            RowOp::Update { table, key, set } => {
+                let table = schema.table(table)?;
+                let set_columns = columns_of(table, set)?;
+                let key_columns = columns_of(table, key)?;
+                let sql = dialect.update(table.name, &set_columns, &key_columns);
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (_, value) in set.iter().chain(key) {
+                    query = DB::bind(query, value);
+                }
+                let done = query
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(database_error(dialect, format!("updating {}", table.name)))?;
+                if DB::rows_affected(&done) != 1 {
+                    return Err(ReadModelError::MissingRow {
+                        table: table.name.to_owned(),
+                        key: key_text(key),
+                    });
+                }
+            }
+            RowOp::Delete { table, key } => {
+                let table = schema.table(table)?;
+                let key_columns = columns_of(table, key)?;
+                let sql = dialect.delete(table.name, &key_columns);
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (_, value) in key {
+                    query = DB::bind(query, value);
+                }
+                query.execute(&mut *conn).await.map_err(database_error(
+                    dialect,
+                    format!("deleting from {}", table.name),
+                ))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn upsert<DB: Backend>(
+    conn: &mut DB::Connection,
+    schema: &Schema,
+    table: &str,
+    row: &[(&'static str, Value)],
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let table = schema.table(table)?;
+    let columns = columns_of(table, row)?;
+    let sql = DB::DIALECT.upsert(table, &columns);
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for (_, value) in row {
+        query = DB::bind(query, value);
+    }
+    query.execute(conn).await.map(drop).map_err(database_error(
+        DB::DIALECT,
+        format!("upserting into {}", table.name),
+    ))
 }
 
 fn check_table(table: &Table) -> Result<(), ReadModelError> {
@@ -539,28 +650,19 @@ impl Schema {
     }
 }
 
-trait TableExt {
-    fn columns_of(
-        &self,
-        values: &[(&'static str, Value)],
-    ) -> Result<Vec<&'static str>, ReadModelError>;
-}
-
-impl TableExt for Table {
-    /// The column names of `values`, each checked to be declared (names reach SQL text).
-    fn columns_of(
-        &self,
-        values: &[(&'static str, Value)],
-    ) -> Result<Vec<&'static str>, ReadModelError> {
-        values
-            .iter()
-            .map(|(name, _)| match self.column(name) {
-                Some(column) => Ok(column.name),
-                None => Err(ReadModelError::Schema {
-                    table: self.name.to_owned(),
-                    reason: format!("no column {name:?}"),
-                }),
-            })
-            .collect()
-    }
+/// The column names of `values`, each checked to be declared (names reach SQL text).
+fn columns_of(
+    table: &Table,
+    values: &[(&'static str, Value)],
+) -> Result<Vec<&'static str>, ReadModelError> {
+    values
+        .iter()
+        .map(|(name, _)| match table.column(name) {
+            Some(column) => Ok(column.name),
+            None => Err(ReadModelError::Schema {
+                table: table.name.to_owned(),
+                reason: format!("no column {name:?}"),
+            }),
+        })
+        .collect()
 }

@@ -10,6 +10,9 @@ use eventline_core::{ColumnType, Table};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
+    Postgres,
+    /// MySQL 8 and MariaDB 10.5+.
+    MySql,
 }
 
 impl Dialect {
@@ -17,6 +20,8 @@ impl Dialect {
     pub fn name(self) -> &'static str {
         match self {
             Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::MySql => "mysql",
         }
     }
 
@@ -30,22 +35,31 @@ impl Dialect {
     }
 
     /// The `n`-th (1-based) bind placeholder.
-    fn placeholder(self, _n: usize) -> &'static str {
+    fn placeholder(self, n: usize) -> String {
         match self {
-            Dialect::Sqlite => "?",
+            Dialect::Sqlite | Dialect::MySql => "?".to_owned(),
+            Dialect::Postgres => format!("${n}"),
         }
     }
 
     fn quote(self, ident: &str) -> String {
         match self {
-            Dialect::Sqlite => format!("\"{ident}\""),
+            Dialect::Sqlite | Dialect::Postgres => format!("\"{ident}\""),
+            Dialect::MySql => format!("`{ident}`"),
         }
     }
 
-    fn column_type(self, ty: ColumnType, _indexed: bool) -> &'static str {
+    fn column_type(self, ty: ColumnType, indexed: bool) -> &'static str {
         match (self, ty) {
             (Dialect::Sqlite, ColumnType::BigInt) => "INTEGER",
             (Dialect::Sqlite, ColumnType::Text | ColumnType::Timestamp) => "TEXT",
+            (Dialect::Postgres | Dialect::MySql, ColumnType::BigInt) => "BIGINT",
+            (Dialect::Postgres, ColumnType::Text) => "TEXT",
+            (Dialect::Postgres, ColumnType::Timestamp) => "TIMESTAMPTZ",
+            // 191 characters of utf8mb4 fit InnoDB's index key limit everywhere.
+            (Dialect::MySql, ColumnType::Text) if indexed => "VARCHAR(191)",
+            (Dialect::MySql, ColumnType::Text) => "LONGTEXT",
+            (Dialect::MySql, ColumnType::Timestamp) => "DATETIME(6)",
         }
     }
 
@@ -65,7 +79,21 @@ impl Dialect {
                 if column.nullable { "" } else { " NOT NULL" }
             );
         }
-        let _ = write!(ddl, "PRIMARY KEY ({}))", self.list(table.primary_key));
+        let _ = write!(ddl, "PRIMARY KEY ({})", self.list(table.primary_key));
+        if self == Dialect::MySql {
+            // MySQL has no CREATE INDEX IF NOT EXISTS; indexes go inside the table.
+            for index in &table.indexes {
+                let _ = write!(
+                    ddl,
+                    ", INDEX {} ({})",
+                    self.quote(index.name),
+                    self.list(index.columns)
+                );
+            }
+            ddl.push_str(") CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
+            return vec![ddl];
+        }
+        ddl.push(')');
         let mut statements = vec![ddl];
         for index in &table.indexes {
             statements.push(format!(
@@ -88,24 +116,68 @@ impl Dialect {
 
     /// Insert a row, or overwrite its non-key columns when the primary key exists.
     pub fn upsert(self, table: &Table, columns: &[&str]) -> String {
-        let placeholders: Vec<&str> = (1..=columns.len()).map(|n| self.placeholder(n)).collect();
-        let updates: Vec<String> = columns
+        self.insert_or(table, columns, true)
+    }
+
+    /// Insert a row unless one with the same primary key exists.
+    pub fn insert_if_absent(self, table: &Table, columns: &[&str]) -> String {
+        self.insert_or(table, columns, false)
+    }
+
+    fn insert_or(self, table: &Table, columns: &[&str], overwrite: bool) -> String {
+        let placeholders: Vec<String> = (1..=columns.len()).map(|n| self.placeholder(n)).collect();
+        let non_key: Vec<&&str> = columns
             .iter()
-            .filter(|c| !table.primary_key.contains(c))
-            .map(|c| format!("{q} = excluded.{q}", q = self.quote(c)))
+            .filter(|c| overwrite && !table.primary_key.contains(c))
             .collect();
-        let on_conflict = if updates.is_empty() {
+        let insert = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            self.quote(table.name),
+            self.list(columns),
+            placeholders.join(", ")
+        );
+        if self == Dialect::MySql {
+            let updates: Vec<String> = if non_key.is_empty() {
+                // "Do nothing": assign a key column to itself.
+                let key = self.quote(table.primary_key[0]);
+                vec![format!("{key} = {key}")]
+            } else {
+                non_key
+                    .iter()
+                    .map(|c| format!("{q} = VALUES({q})", q = self.quote(c)))
+                    .collect()
+            };
+            return format!("{insert} ON DUPLICATE KEY UPDATE {}", updates.join(", "));
+        }
+        let on_conflict = if non_key.is_empty() {
             "DO NOTHING".to_owned()
         } else {
+            let updates: Vec<String> = non_key
+                .iter()
+                .map(|c| format!("{q} = excluded.{q}", q = self.quote(c)))
+                .collect();
             format!("DO UPDATE SET {}", updates.join(", "))
         };
         format!(
-            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}",
-            self.quote(table.name),
-            self.list(columns),
-            placeholders.join(", "),
-            self.list(table.primary_key),
-            on_conflict
+            "{insert} ON CONFLICT ({}) {on_conflict}",
+            self.list(table.primary_key)
+        )
+    }
+
+    /// Reads a projection's checkpoint, locking its row until the transaction ends so two
+    /// projector instances never apply the same batch (SQLite's write lock does the same).
+    pub fn checkpoint_for_update(self) -> String {
+        let lock = match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::MySql => " FOR UPDATE",
+        };
+        format!(
+            "SELECT {}, {} FROM {} WHERE {} = {}{lock}",
+            self.quote("commit_position"),
+            self.quote("event_position"),
+            self.quote("eventline_checkpoints"),
+            self.quote("projection"),
+            self.placeholder(1)
         )
     }
 
@@ -160,7 +232,7 @@ impl Dialect {
             .map(|c| format!("{} = {}", self.quote(c), next()))
             .collect();
         if after {
-            let bounds: Vec<&str> = order_by.iter().map(|_| next()).collect();
+            let bounds: Vec<String> = order_by.iter().map(|_| next()).collect();
             conditions.push(format!(
                 "({}) > ({})",
                 self.list(order_by),
@@ -243,6 +315,49 @@ mod tests {
             "SELECT \"id\", \"holder\", \"balance\", \"closed_at\" FROM \"accounts\" \
              WHERE \"holder\" = ? AND (\"id\") > (?) ORDER BY \"id\" LIMIT ?"
         );
+    }
+
+    #[test]
+    fn renders_postgres_with_numbered_placeholders_and_native_types() {
+        let d = Dialect::Postgres;
+        assert_eq!(
+            d.create_table(&accounts())[0],
+            "CREATE TABLE IF NOT EXISTS \"accounts\" (\"id\" TEXT NOT NULL, \"holder\" TEXT NOT NULL, \
+             \"balance\" BIGINT NOT NULL, \"closed_at\" TIMESTAMPTZ, PRIMARY KEY (\"id\"))"
+        );
+        assert_eq!(
+            d.update("accounts", &["balance", "holder"], &["id"]),
+            "UPDATE \"accounts\" SET \"balance\" = $1, \"holder\" = $2 WHERE \"id\" = $3"
+        );
+        assert_eq!(
+            d.select(&accounts(), &["holder"], &["id"], true),
+            "SELECT \"id\", \"holder\", \"balance\", \"closed_at\" FROM \"accounts\" \
+             WHERE \"holder\" = $1 AND (\"id\") > ($2) ORDER BY \"id\" LIMIT $3"
+        );
+    }
+
+    #[test]
+    fn renders_mysql_with_inline_indexes_and_duplicate_key_updates() {
+        let d = Dialect::MySql;
+        assert_eq!(
+            d.create_table(&accounts()),
+            [
+                "CREATE TABLE IF NOT EXISTS `accounts` (`id` VARCHAR(191) NOT NULL, \
+              `holder` VARCHAR(191) NOT NULL, `balance` BIGINT NOT NULL, `closed_at` DATETIME(6), \
+              PRIMARY KEY (`id`), INDEX `accounts_holder` (`holder`, `id`)) \
+              CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            ]
+        );
+        assert_eq!(
+            d.upsert(&accounts(), &["id", "balance"]),
+            "INSERT INTO `accounts` (`id`, `balance`) VALUES (?, ?) \
+             ON DUPLICATE KEY UPDATE `balance` = VALUES(`balance`)"
+        );
+        assert_eq!(
+            d.upsert(&accounts(), &["id"]),
+            "INSERT INTO `accounts` (`id`) VALUES (?) ON DUPLICATE KEY UPDATE `id` = `id`"
+        );
+        assert!(d.checkpoint_for_update().ends_with(" FOR UPDATE"));
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! ([`ReadModelDb::apply_batch`]), and serves keyset-paged reads to the query services
 //! ([`ReadModelDb::select`]).
 //!
-//! Supported now: SQLite. PostgreSQL and MySQL/MariaDB plug in as further [`Dialect`]s and pool
-//! variants, with no change to projections or projectors.
+//! Supported: SQLite, PostgreSQL and MySQL/MariaDB, chosen by URL scheme. The SQL text differs
+//! per [`Dialect`]; binding and decoding differ per backend; the logic (batches, checkpoints,
+//! dead letters, paging) is written once, generic over the backend.
 
+mod backend;
 mod db;
 mod dialect;
 mod error;

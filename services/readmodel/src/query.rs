@@ -1,7 +1,8 @@
-use eventline_core::{ColumnType, Table, Value};
-use sqlx::{AssertSqlSafe, Row as _};
+use eventline_core::{Table, Value};
+use sqlx::{AssertSqlSafe, Executor, IntoArguments};
 
-use crate::db::{ReadModelDb, timestamp_text};
+use crate::backend::{Args, Backend};
+use crate::db::{ReadModelDb, with_pool};
 use crate::error::ReadModelError;
 
 /// One read-model row as JSON: integers as numbers, text as strings, timestamps as RFC 3339.
@@ -42,50 +43,7 @@ impl ReadModelDb {
                 "the cursor does not match the ordering".into(),
             ));
         }
-        let filters: Vec<&str> = select.filters.iter().map(|(c, _)| *c).collect();
-        let sql = self
-            .dialect()
-            .select(table, &filters, select.order_by, select.after.is_some());
-        let pool = self.sqlite_pool();
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        let bounds = select.after.iter().flatten();
-        for value in select.filters.iter().map(|(_, v)| v).chain(bounds) {
-            query = match value {
-                Value::Null => query.bind(None::<i64>),
-                Value::Int(v) => query.bind(*v),
-                Value::Text(v) => query.bind(v.as_str()),
-                Value::Timestamp(t) => query.bind(timestamp_text(t)),
-            };
-        }
-        let rows = query
-            .bind(i64::from(select.limit))
-            .fetch_all(pool)
-            .await
-            .map_err(|source| ReadModelError::Database {
-                database: self.dialect().name(),
-                action: format!("reading {}", table.name),
-                source,
-            })?;
-        rows.iter()
-            .map(|row| {
-                let mut out = Row::new();
-                for (i, column) in table.columns.iter().enumerate() {
-                    let value = match column.ty {
-                        ColumnType::BigInt => row.try_get::<Option<i64>, _>(i).map(|v| v.into()),
-                        ColumnType::Text | ColumnType::Timestamp => {
-                            row.try_get::<Option<String>, _>(i).map(|v| v.into())
-                        }
-                    }
-                    .map_err(|source| ReadModelError::Database {
-                        database: self.dialect().name(),
-                        action: format!("decoding {}.{}", table.name, column.name),
-                        source,
-                    })?;
-                    out.insert(column.name.to_owned(), value);
-                }
-                Ok(out)
-            })
-            .collect()
+        with_pool!(self, pool => select_on(pool, select).await)
     }
 
     /// The row of `table` with this primary key, if any.
@@ -105,4 +63,55 @@ impl ReadModelDb {
             .await?;
         Ok(rows.into_iter().next())
     }
+}
+
+async fn select_on<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    select: &Select<'_>,
+) -> Result<Vec<Row>, ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let table = select.table;
+    let failed = |action: String| {
+        move |source| ReadModelError::Database {
+            database: DB::DIALECT.name(),
+            action,
+            source,
+        }
+    };
+    let filters: Vec<&str> = select.filters.iter().map(|(c, _)| *c).collect();
+    let sql = DB::DIALECT.select(table, &filters, select.order_by, select.after.is_some());
+    let limit = Value::Int(i64::from(select.limit));
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    let bounds = select.after.iter().flatten();
+    for value in select
+        .filters
+        .iter()
+        .map(|(_, v)| v)
+        .chain(bounds)
+        .chain([&limit])
+    {
+        query = DB::bind(query, value);
+    }
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(failed(format!("reading {}", table.name)))?;
+    let rows = query
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(failed(format!("reading {}", table.name)))?;
+    rows.iter()
+        .map(|row| {
+            let mut out = Row::new();
+            for (i, column) in table.columns.iter().enumerate() {
+                let value = DB::decode(row, i, column.ty)
+                    .map_err(failed(format!("decoding {}.{}", table.name, column.name)))?;
+                out.insert(column.name.to_owned(), value);
+            }
+            Ok(out)
+        })
+        .collect()
 }

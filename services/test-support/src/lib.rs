@@ -1,16 +1,30 @@
 //! Test helpers shared by the crates' integration tests.
 //!
-//! Each test owns its data: [`TestDatabase::postgres`] creates a uniquely named database and
-//! drops it when the guard is dropped, so tests run in parallel and repeated runs never see
-//! each other's rows. PostgreSQL is required (start it with `scripts/test-services.sh`); a
-//! test that cannot reach it fails with a message saying so, it is never silently skipped.
+//! Each test owns its data: [`TestDatabase::postgres`] and [`TestDatabase::mysql`] create a
+//! uniquely named database and drop it when the guard is dropped, so tests run in parallel and
+//! repeated runs never see each other's rows. PostgreSQL and MariaDB are required (started by
+//! `scripts/test-services.sh`); a test that cannot reach one fails with a message saying so,
+//! it is never silently skipped.
 
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, MySqlConnection, PgConnection};
 
 /// Where the tests' PostgreSQL is: `EVENTLINE_TEST_POSTGRES_URL`, or the local server.
 pub fn postgres_admin_url() -> String {
     std::env::var("EVENTLINE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Where the tests' MySQL-protocol server (MariaDB here) is: `EVENTLINE_TEST_MYSQL_URL`, or
+/// the local server.
+pub fn mysql_admin_url() -> String {
+    std::env::var("EVENTLINE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Postgres,
+    MySql,
 }
 
 /// A database that exists for one test.
@@ -20,6 +34,7 @@ pub struct TestDatabase {
     pub url: String,
     name: String,
     admin_url: String,
+    server: Server,
 }
 
 fn with_database(admin_url: &str, name: &str) -> String {
@@ -27,8 +42,9 @@ fn with_database(admin_url: &str, name: &str) -> String {
         Some((base, query)) => (base, Some(query)),
         None => (admin_url, None),
     };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let server = match base.rfind('/') {
-        Some(i) if i > "postgres://".len() => &base[..i],
+        Some(i) if i >= scheme_end => &base[..i],
         _ => base,
     };
     match query {
@@ -57,13 +73,41 @@ impl TestDatabase {
             url: with_database(&admin_url, &name),
             name,
             admin_url,
+            server: Server::Postgres,
+        }
+    }
+
+    /// Creates a fresh, empty MySQL/MariaDB database.
+    pub async fn mysql() -> Self {
+        let admin_url = mysql_admin_url();
+        let name = format!("eventline_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = MySqlConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "MariaDB/MySQL is not reachable at {admin_url} ({e}). The tests need it: run \
+                 ./scripts/test.sh, which starts it, or set EVENTLINE_TEST_MYSQL_URL"
+                )
+            });
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+        let _ = admin.close().await;
+        Self {
+            url: with_database(&admin_url, &name),
+            name,
+            admin_url,
+            server: Server::MySql,
         }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let (admin_url, name, server) = (self.admin_url.clone(), self.name.clone(), self.server);
         // Drop runs inside the test's runtime, which cannot be blocked on; use a thread with a
         // runtime of its own.
         let dropped = std::thread::spawn(move || {
@@ -72,9 +116,19 @@ impl Drop for TestDatabase {
                 .build()
                 .expect("runtime");
             runtime.block_on(async {
-                if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await;
+                match server {
+                    Server::Postgres => {
+                        if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                            let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await;
+                        }
+                    }
+                    Server::MySql => {
+                        if let Ok(mut admin) = MySqlConnection::connect(&admin_url).await {
+                            let sql = format!("DROP DATABASE IF EXISTS {name}");
+                            let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await;
+                        }
+                    }
                 }
             });
         });
