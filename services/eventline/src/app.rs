@@ -188,7 +188,10 @@ impl Embedded {
         let store = NotifyOnAppend::new(events);
         let appended = store.subscribe();
         let store: Arc<dyn EventStore> = Arc::new(store);
-        let db = ReadModelDb::open_sqlite(args.data_dir.join("readmodel.sqlite")).await?;
+        let db = match &args.read_model {
+            Some(url) => open_read_model("--read-model", url).await?,
+            None => ReadModelDb::open_sqlite(args.data_dir.join("readmodel.sqlite")).await?,
+        };
 
         let mut services = Services::new(shutdown);
         for projection in projections() {

@@ -63,6 +63,10 @@ pub struct EmbeddedArgs {
     /// Connections to the event store (PostgreSQL, MongoDB).
     #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub store_pool_size: u32,
+    /// Keep the read models in this database instead of `DATA_DIR/readmodel.sqlite`
+    /// (`postgres://...`, `mysql://...`).
+    #[arg(long, env = "EVENTLINE_READ_MODEL_URL")]
+    pub read_model: Option<DatabaseUrl>,
 }
 
 /// Which event store to use.
@@ -88,7 +92,8 @@ pub struct CommandApiArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct QueryApiArgs {
-    /// The read-model database, e.g. `sqlite://./eventline-data/readmodel.sqlite`.
+    /// The read-model database: `sqlite://PATH`, `postgres://USER:PASSWORD@HOST/DB` or
+    /// `mysql://USER:PASSWORD@HOST/DB` (MySQL or MariaDB).
     #[arg(long, env = "EVENTLINE_READ_MODEL_URL")]
     pub read_model: DatabaseUrl,
     /// Address to listen on.

@@ -4,7 +4,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{TestApp, account_at_version};
+use support::{Db, TestApp, account_at_version};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walkthrough_with_the_sqlite_store() {
@@ -14,6 +14,18 @@ async fn walkthrough_with_the_sqlite_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walkthrough_with_the_postgres_store() {
     open_deposit_withdraw_conflict_query_close(TestApp::start_on_postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walkthrough_with_postgres_store_and_postgres_read_model() {
+    let app = TestApp::start_with(Db::Postgres, Db::Postgres).await;
+    open_deposit_withdraw_conflict_query_close(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn walkthrough_with_postgres_store_and_mariadb_read_model() {
+    let app = TestApp::start_with(Db::Postgres, Db::MariaDb).await;
+    open_deposit_withdraw_conflict_query_close(app).await;
 }
 
 async fn open_deposit_withdraw_conflict_query_close(app: TestApp) {

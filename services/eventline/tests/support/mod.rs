@@ -123,23 +123,47 @@ pub struct TestApp {
     pub store: Arc<dyn EventStore>,
     shutdown: CancellationToken,
     services: Services,
-    _database: Option<TestDatabase>,
+    _databases: Vec<TestDatabase>,
+}
+
+/// Where a [`TestApp`] keeps events and read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// Files in the data directory (embedded mode's defaults).
+    Sqlite,
+    Postgres,
+    MariaDb,
+}
+
+impl Db {
+    async fn create(self) -> Option<TestDatabase> {
+        match self {
+            Db::Sqlite => None,
+            Db::Postgres => Some(TestDatabase::postgres().await),
+            Db::MariaDb => Some(TestDatabase::mysql().await),
+        }
+    }
 }
 
 impl TestApp {
     /// Everything in SQLite files: embedded mode's defaults.
     pub async fn start() -> Self {
-        Self::start_with(None).await
+        Self::start_with(Db::Sqlite, Db::Sqlite).await
     }
 
     /// The event store in PostgreSQL.
     pub async fn start_on_postgres() -> Self {
-        Self::start_with(Some(TestDatabase::postgres().await)).await
+        Self::start_with(Db::Postgres, Db::Sqlite).await
     }
 
-    async fn start_with(database: Option<TestDatabase>) -> Self {
+    /// The event store in `store` (SQLite or PostgreSQL), the read models in `read_model`.
+    pub async fn start_with(store: Db, read_model: Db) -> Self {
+        assert_ne!(store, Db::MariaDb, "MariaDB is no event store");
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let store_url = database.as_ref().map(|d| d.url.parse().expect("url"));
+        let store_db = store.create().await;
+        let read_model_db = read_model.create().await;
+        let store_url = store_db.as_ref().map(|d| d.url.parse().expect("url"));
+        let read_model_url = read_model_db.as_ref().map(|d| d.url.parse().expect("url"));
         let args = EmbeddedArgs {
             data_dir: data_dir.path().to_path_buf(),
             command_addr: "127.0.0.1:0".parse().expect("addr"),
@@ -147,6 +171,7 @@ impl TestApp {
             batch_size: 100,
             store: store_url.clone(),
             store_pool_size: 8,
+            read_model: read_model_url,
         };
         let store = match &store_url {
             Some(url) => open_store("--store", url, 2).await.expect("open store"),
@@ -169,7 +194,7 @@ impl TestApp {
             store,
             shutdown,
             services: embedded.services,
-            _database: database,
+            _databases: store_db.into_iter().chain(read_model_db).collect(),
         }
     }
 
