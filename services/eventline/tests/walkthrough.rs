@@ -4,7 +4,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{Db, TestApp, account_at_version};
+use support::{Database, TestApp, account_at_version};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walkthrough_with_the_sqlite_store() {
@@ -18,13 +18,13 @@ async fn walkthrough_with_the_postgres_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walkthrough_with_postgres_store_and_postgres_read_model() {
-    let app = TestApp::start_with(Db::Postgres, Db::Postgres).await;
+    let app = TestApp::start_with(Database::Postgres, Database::Postgres).await;
     open_deposit_withdraw_conflict_query_close(app).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walkthrough_with_postgres_store_and_mariadb_read_model() {
-    let app = TestApp::start_with(Db::Postgres, Db::MariaDb).await;
+    let app = TestApp::start_with(Database::Postgres, Database::MariaDb).await;
     open_deposit_withdraw_conflict_query_close(app).await;
 }
 

@@ -128,19 +128,19 @@ pub struct TestApp {
 
 /// Where a [`TestApp`] keeps events and read models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Db {
+pub enum Database {
     /// Files in the data directory (embedded mode's defaults).
     Sqlite,
     Postgres,
     MariaDb,
 }
 
-impl Db {
+impl Database {
     async fn create(self) -> Option<TestDatabase> {
         match self {
-            Db::Sqlite => None,
-            Db::Postgres => Some(TestDatabase::postgres().await),
-            Db::MariaDb => Some(TestDatabase::mysql().await),
+            Database::Sqlite => None,
+            Database::Postgres => Some(TestDatabase::postgres().await),
+            Database::MariaDb => Some(TestDatabase::mysql().await),
         }
     }
 }
@@ -148,17 +148,17 @@ impl Db {
 impl TestApp {
     /// Everything in SQLite files: embedded mode's defaults.
     pub async fn start() -> Self {
-        Self::start_with(Db::Sqlite, Db::Sqlite).await
+        Self::start_with(Database::Sqlite, Database::Sqlite).await
     }
 
     /// The event store in PostgreSQL.
     pub async fn start_on_postgres() -> Self {
-        Self::start_with(Db::Postgres, Db::Sqlite).await
+        Self::start_with(Database::Postgres, Database::Sqlite).await
     }
 
     /// The event store in `store` (SQLite or PostgreSQL), the read models in `read_model`.
-    pub async fn start_with(store: Db, read_model: Db) -> Self {
-        assert_ne!(store, Db::MariaDb, "MariaDB is no event store");
+    pub async fn start_with(store: Database, read_model: Database) -> Self {
+        assert_ne!(store, Database::MariaDb, "MariaDB is no event store");
         let data_dir = tempfile::tempdir().expect("temp dir");
         let store_db = store.create().await;
         let read_model_db = read_model.create().await;
