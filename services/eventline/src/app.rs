@@ -6,12 +6,13 @@ use std::sync::Arc;
 use axum::Router;
 use eventline_bank::AccountsProjection;
 use eventline_bank::api::{CommandState, QueryState, command_routes, query_routes};
-use eventline_core::{EventStore, Projection};
+use eventline_core::{EventStore, Position, Projection};
 use eventline_http::{ReadyCheck, ops_routes, serve, stream_routes};
 use eventline_projector::{NotifyOnAppend, ProjectorConfig, ProjectorError, StoreProjector};
 use eventline_readmodel::ReadModelDb;
 use eventline_store_sqlite::SqliteEventStore;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -144,10 +145,29 @@ impl Services {
         });
     }
 
-    fn project(&mut self, projector: StoreProjector) {
-        let shutdown = self.shutdown.clone();
-        self.tasks
-            .spawn(async move { projector.run(shutdown).await.map_err(AppError::from) });
+    /// Starts a projector for every projection, once its tables exist.
+    async fn project_all(
+        &mut self,
+        store: &Arc<dyn EventStore>,
+        db: &ReadModelDb,
+        batch_size: u32,
+        appended: Option<watch::Receiver<Position>>,
+    ) -> Result<(), AppError> {
+        for projection in projections() {
+            let mut projector = StoreProjector::new(Arc::clone(store), db.clone(), projection)
+                .with_config(ProjectorConfig {
+                    batch_size: batch_size as usize,
+                    ..ProjectorConfig::default()
+                });
+            if let Some(appended) = &appended {
+                projector = projector.with_append_signal(appended.clone());
+            }
+            projector.prepare().await?;
+            let shutdown = self.shutdown.clone();
+            self.tasks
+                .spawn(async move { projector.run(shutdown).await.map_err(AppError::from) });
+        }
+        Ok(())
     }
 
     /// Waits until every task has stopped. The first failure cancels the others (so the
@@ -194,16 +214,9 @@ impl Embedded {
         };
 
         let mut services = Services::new(shutdown);
-        for projection in projections() {
-            let projector = StoreProjector::new(Arc::clone(&store), db.clone(), projection)
-                .with_config(ProjectorConfig {
-                    batch_size: args.batch_size as usize,
-                    ..ProjectorConfig::default()
-                })
-                .with_append_signal(appended.clone());
-            projector.prepare().await?;
-            services.project(projector);
-        }
+        services
+            .project_all(&store, &db, args.batch_size, Some(appended))
+            .await?;
         let command_listener = listen(args.command_addr).await?;
         let query_listener = listen(args.query_addr).await?;
         let command_addr = local_addr(&command_listener, args.command_addr)?;
@@ -260,15 +273,9 @@ pub async fn project(
     let db = open_read_model("--read-model", &args.read_model).await?;
     let listener = listen(args.listen).await?;
     let mut services = Services::new(shutdown);
-    for projection in projections() {
-        let projector = StoreProjector::new(Arc::clone(&store), db.clone(), projection)
-            .with_config(ProjectorConfig {
-                batch_size: args.batch_size as usize,
-                ..ProjectorConfig::default()
-            });
-        projector.prepare().await?;
-        services.project(projector);
-    }
+    services
+        .project_all(&store, &db, args.batch_size, None)
+        .await?;
     tracing::info!(store = %args.store.url, read_model = %args.read_model, "projector is up");
     let checks = vec![store_check(store), read_model_check(db)];
     services.serve(

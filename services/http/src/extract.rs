@@ -178,3 +178,18 @@ impl Cursor {
         }
     }
 }
+
+/// The page size asked for in `limit`: `default` when absent, a 400 naming `limit` outside
+/// `1..=max`.
+pub fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match limit.unwrap_or(default) {
+        n if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(
+            format!("invalid query parameter: limit: must be between 1 and {max}"),
+            vec![FieldError::new(
+                "limit",
+                format!("must be between 1 and {max}"),
+            )],
+        )),
+    }
+}

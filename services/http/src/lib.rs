@@ -14,7 +14,7 @@ mod serve;
 mod streams;
 
 pub use error::{ApiError, Problem};
-pub use extract::{ApiJson, ApiQuery, Cursor, etag, expected_version};
+pub use extract::{ApiJson, ApiQuery, Cursor, etag, expected_version, page_limit};
 pub use ops::{ReadyCheck, ops_routes, prometheus};
 pub use serve::{serve, shutdown_signal};
 pub use streams::{EventPage, EventView, StreamPage, StreamView, stream_routes};

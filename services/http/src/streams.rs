@@ -5,17 +5,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use eventline_core::{Envelope, EventStore, FieldError, Metadata};
+use eventline_core::{Envelope, EventStore, Metadata};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, Problem};
-use crate::extract::{ApiQuery, Cursor};
+use crate::extract::{ApiQuery, Cursor, page_limit};
 
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1_000;
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1_000;
 
 /// One stream of the store.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -83,22 +83,13 @@ pub struct EventPage {
 #[into_params(parameter_in = Query)]
 struct Paging {
     /// Page size, 1 to 1000 (default 100).
-    limit: Option<usize>,
+    limit: Option<u32>,
     /// The `next` value of the previous page.
     cursor: Option<String>,
 }
 
-fn limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    match limit.unwrap_or(DEFAULT_LIMIT) {
-        n @ 1..=MAX_LIMIT => Ok(n),
-        _ => Err(ApiError::bad_request(
-            format!("invalid query parameter: limit: must be between 1 and {MAX_LIMIT}"),
-            vec![FieldError::new(
-                "limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
-            )],
-        )),
-    }
+fn limit(limit: Option<u32>) -> Result<usize, ApiError> {
+    page_limit(limit, DEFAULT_LIMIT, MAX_LIMIT).map(|n| n as usize)
 }
 
 fn store_error(error: eventline_core::StoreError) -> ApiError {

@@ -67,74 +67,46 @@ impl Backend for Sqlite {
     }
 }
 
-impl Backend for Postgres {
-    fn rows_affected(result: &Self::QueryResult) -> u64 {
-        result.rows_affected()
-    }
+/// PostgreSQL and MySQL bind and read timestamps natively; only their dialects differ.
+macro_rules! native_backend {
+    ($db:ty, $dialect:expr) => {
+        impl Backend for $db {
+            fn rows_affected(result: &Self::QueryResult) -> u64 {
+                result.rows_affected()
+            }
 
-    const DIALECT: Dialect = Dialect::Postgres;
-    const BEGIN: &'static str = "BEGIN";
+            const DIALECT: Dialect = $dialect;
+            const BEGIN: &'static str = "BEGIN";
 
-    fn bind<'q>(
-        query: Query<'q, Self, Args<Self>>,
-        value: &'q Value,
-    ) -> Query<'q, Self, Args<Self>> {
-        match value {
-            Value::Null => query.bind(None::<i64>),
-            Value::Int(v) => query.bind(*v),
-            Value::Text(v) => query.bind(v.as_str()),
-            Value::Timestamp(t) => query.bind(*t),
+            fn bind<'q>(
+                query: Query<'q, Self, Args<Self>>,
+                value: &'q Value,
+            ) -> Query<'q, Self, Args<Self>> {
+                match value {
+                    Value::Null => query.bind(None::<i64>),
+                    Value::Int(v) => query.bind(*v),
+                    Value::Text(v) => query.bind(v.as_str()),
+                    Value::Timestamp(t) => query.bind(*t),
+                }
+            }
+
+            fn decode(
+                row: &Self::Row,
+                index: usize,
+                ty: ColumnType,
+            ) -> Result<serde_json::Value, sqlx::Error> {
+                Ok(match ty {
+                    ColumnType::BigInt => row.try_get::<Option<i64>, _>(index)?.into(),
+                    ColumnType::Text => row.try_get::<Option<String>, _>(index)?.into(),
+                    ColumnType::Timestamp => row
+                        .try_get::<Option<DateTime<Utc>>, _>(index)?
+                        .map(|t| timestamp_text(&t))
+                        .into(),
+                })
+            }
         }
-    }
-
-    fn decode(
-        row: &Self::Row,
-        index: usize,
-        ty: ColumnType,
-    ) -> Result<serde_json::Value, sqlx::Error> {
-        Ok(match ty {
-            ColumnType::BigInt => row.try_get::<Option<i64>, _>(index)?.into(),
-            ColumnType::Text => row.try_get::<Option<String>, _>(index)?.into(),
-            ColumnType::Timestamp => row
-                .try_get::<Option<DateTime<Utc>>, _>(index)?
-                .map(|t| timestamp_text(&t))
-                .into(),
-        })
-    }
+    };
 }
 
-impl Backend for MySql {
-    fn rows_affected(result: &Self::QueryResult) -> u64 {
-        result.rows_affected()
-    }
-
-    const DIALECT: Dialect = Dialect::MySql;
-    const BEGIN: &'static str = "BEGIN";
-
-    fn bind<'q>(
-        query: Query<'q, Self, Args<Self>>,
-        value: &'q Value,
-    ) -> Query<'q, Self, Args<Self>> {
-        match value {
-            Value::Null => query.bind(None::<i64>),
-            Value::Int(v) => query.bind(*v),
-            Value::Text(v) => query.bind(v.as_str()),
-            Value::Timestamp(t) => query.bind(*t),
-        }
-    }
-
-    fn decode(
-        row: &Self::Row,
-        index: usize,
-        ty: ColumnType,
-    ) -> Result<serde_json::Value, sqlx::Error> {
-        Ok(match ty {
-            ColumnType::BigInt => row.try_get::<Option<i64>, _>(index)?.into(),
-            ColumnType::Text => row.try_get::<Option<String>, _>(index)?.into(),
-            ColumnType::Timestamp => row
-                .try_get::<Option<DateTime<Utc>>, _>(index)?
-                .map(|t| timestamp_text(&t))
-                .into(),
-        })
-    }
-}
+native_backend!(Postgres, Dialect::Postgres);
+native_backend!(MySql, Dialect::MySql);

@@ -137,6 +137,22 @@ async fn run(
     ))
 }
 
+/// Runs a command on an existing account named by the path, with the client's expected
+/// version from `If-Match` or the body.
+async fn on_account(
+    state: &CommandState,
+    name: &'static str,
+    path_id: &str,
+    headers: &HeaderMap,
+    expected_in_body: Option<u64>,
+    command: AccountCommand,
+) -> Result<Response, ApiError> {
+    let id = account_id(path_id)?;
+    let expected = expected_version(headers, expected_in_body)?;
+    let (id, body) = run(state, name, &id, expected, headers, command).await?;
+    Ok(accepted(StatusCode::OK, &id, body, false))
+}
+
 fn accepted(status: StatusCode, id: &str, body: CommandAccepted, created: bool) -> Response {
     let mut response = (status, [(header::ETAG, etag(body.version))], Json(body)).into_response();
     if created && let Ok(location) = format!("/accounts/{id}").parse() {
@@ -184,13 +200,18 @@ async fn deposit_funds(
     headers: HeaderMap,
     ApiJson(request): ApiJson<FundsRequest>,
 ) -> Result<Response, ApiError> {
-    let id = account_id(&id)?;
-    let expected = expected_version(&headers, request.expected_version)?;
     let command = AccountCommand::Deposit(DepositFunds {
         amount: request.amount,
     });
-    let (id, body) = run(&state, "deposit_funds", &id, expected, &headers, command).await?;
-    Ok(accepted(StatusCode::OK, &id, body, false))
+    on_account(
+        &state,
+        "deposit_funds",
+        &id,
+        &headers,
+        request.expected_version,
+        command,
+    )
+    .await
 }
 
 /// Withdraw funds; never below a zero balance.
@@ -210,13 +231,18 @@ async fn withdraw_funds(
     headers: HeaderMap,
     ApiJson(request): ApiJson<FundsRequest>,
 ) -> Result<Response, ApiError> {
-    let id = account_id(&id)?;
-    let expected = expected_version(&headers, request.expected_version)?;
     let command = AccountCommand::Withdraw(WithdrawFunds {
         amount: request.amount,
     });
-    let (id, body) = run(&state, "withdraw_funds", &id, expected, &headers, command).await?;
-    Ok(accepted(StatusCode::OK, &id, body, false))
+    on_account(
+        &state,
+        "withdraw_funds",
+        &id,
+        &headers,
+        request.expected_version,
+        command,
+    )
+    .await
 }
 
 /// Close an account whose balance is zero.
@@ -235,16 +261,14 @@ async fn close_account(
     headers: HeaderMap,
     ApiJson(request): ApiJson<CloseRequest>,
 ) -> Result<Response, ApiError> {
-    let id = account_id(&id)?;
-    let expected = expected_version(&headers, request.expected_version)?;
-    let (id, body) = run(
+    let command = AccountCommand::Close(CloseAccount);
+    on_account(
         &state,
         "close_account",
         &id,
-        expected,
         &headers,
-        AccountCommand::Close(CloseAccount),
+        request.expected_version,
+        command,
     )
-    .await?;
-    Ok(accepted(StatusCode::OK, &id, body, false))
+    .await
 }

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use eventline_core::{FieldError, Table, Value};
-use eventline_http::{ApiError, ApiQuery, Cursor, Problem, etag};
+use eventline_core::{Table, Value};
+use eventline_http::{ApiError, ApiQuery, Cursor, Problem, etag, page_limit};
 use eventline_readmodel::{ReadModelDb, Row, Select};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -127,16 +127,7 @@ fn read_error(error: eventline_readmodel::ReadModelError) -> ApiError {
 }
 
 fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
-    match limit.unwrap_or(DEFAULT_LIMIT) {
-        n @ 1..=MAX_LIMIT => Ok(n),
-        _ => Err(ApiError::bad_request(
-            format!("invalid query parameter: limit: must be between 1 and {MAX_LIMIT}"),
-            vec![FieldError::new(
-                "limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
-            )],
-        )),
-    }
+    page_limit(limit, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 /// Turns a cursor back into the keyset bound for `order_by` columns of `table`.
