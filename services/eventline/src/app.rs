@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::cli::{CommandApiArgs, EmbeddedArgs, ProjectArgs, QueryApiArgs};
+use crate::cli::{CommandApiArgs, EmbeddedArgs, ProjectArgs, QueryApiArgs, RelayArgs};
 use crate::url::{OpenError, open_read_model, open_store};
 
 /// Why a service could not start or stopped with an error.
@@ -44,6 +44,8 @@ pub enum AppError {
     ReadModel(#[from] eventline_readmodel::ReadModelError),
     #[error(transparent)]
     Projector(#[from] ProjectorError),
+    #[error(transparent)]
+    Relay(#[from] eventline_relay::RelayError),
     #[error("a service task panicked: {0}")]
     Panicked(String),
 }
@@ -278,6 +280,31 @@ pub async fn project(
         .await?;
     tracing::info!(store = %args.store.url, read_model = %args.read_model, "projector is up");
     let checks = vec![store_check(store), read_model_check(db)];
+    services.serve(
+        listener,
+        ops_routes(checks, utoipa::openapi::OpenApi::default()),
+    );
+    Ok(services)
+}
+
+/// `eventline relay`: publishes the store to Kafka, plus `/healthz`, `/readyz`, `/metrics`.
+pub async fn relay(args: &RelayArgs, shutdown: CancellationToken) -> Result<Services, AppError> {
+    let store = open_store("--store", &args.store.url, args.store.store_pool_size).await?;
+    let checkpoints = open_read_model("--checkpoint-db", &args.checkpoint_db).await?;
+    let listener = listen(args.listen).await?;
+    let mut config = eventline_relay::RelayConfig::new(args.kafka_brokers.clone());
+    config.topic_prefix.clone_from(&args.topic_prefix);
+    config.partitions = args.topic_partitions;
+    config.replication_factor = args.topic_replication;
+    config.batch_size = args.batch_size as usize;
+    let relay =
+        eventline_relay::Relay::new(Arc::clone(&store), checkpoints.clone(), config).await?;
+    let mut services = Services::new(shutdown.clone());
+    services
+        .tasks
+        .spawn(async move { relay.run(shutdown).await.map_err(AppError::from) });
+    tracing::info!(store = %args.store.url, brokers = %args.kafka_brokers, "relay is up");
+    let checks = vec![store_check(store), read_model_check(checkpoints)];
     services.serve(
         listener,
         ops_routes(checks, utoipa::openapi::OpenApi::default()),

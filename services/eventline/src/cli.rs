@@ -40,6 +40,8 @@ pub enum Command {
     QueryApi(QueryApiArgs),
     /// A projector: keeps the read models up to date from the event store.
     Project(ProjectArgs),
+    /// The relay: publishes every stored event to Kafka, in order per stream, at least once.
+    Relay(RelayArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -111,6 +113,35 @@ pub struct ProjectArgs {
     pub read_model: DatabaseUrl,
     /// Events per projector transaction.
     #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// The event store to publish.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where the relay records how far it has published (`sqlite://`, `postgres://`,
+    /// `mysql://`); often the event store's own PostgreSQL database.
+    #[arg(long, env = "EVENTLINE_RELAY_CHECKPOINT_URL")]
+    pub checkpoint_db: DatabaseUrl,
+    /// Kafka bootstrap servers, `host:port,host:port`.
+    #[arg(long, env = "EVENTLINE_KAFKA_BROKERS")]
+    pub kafka_brokers: String,
+    /// Topics are `PREFIX.STREAM_TYPE`, e.g. `eventline.bank.account`.
+    #[arg(long, env = "EVENTLINE_TOPIC_PREFIX", default_value = "eventline")]
+    pub topic_prefix: String,
+    /// Partitions of the topics the relay creates.
+    #[arg(long, env = "EVENTLINE_TOPIC_PARTITIONS", default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub topic_partitions: i32,
+    /// Replication factor of the topics the relay creates.
+    #[arg(long, env = "EVENTLINE_TOPIC_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub topic_replication: i32,
+    /// Events published per checkpoint.
+    #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:9090")]

@@ -12,6 +12,7 @@ async fn run(command: Command, shutdown: CancellationToken) -> Result<(), AppErr
         Command::CommandApi(args) => app::command_api(args, shutdown).await?,
         Command::QueryApi(args) => app::query_api(args, shutdown).await?,
         Command::Project(args) => app::project(args, shutdown).await?,
+        Command::Relay(args) => app::relay(args, shutdown).await?,
     };
     services.wait().await
 }

@@ -7,6 +7,7 @@ fn eventline(args: &[&str]) -> (bool, String) {
         .args(args)
         .env_remove("EVENTLINE_STORE_URL")
         .env_remove("EVENTLINE_READ_MODEL_URL")
+        .env_remove("EVENTLINE_KAFKA_BROKERS")
         .output()
         .expect("run eventline");
     (
@@ -53,7 +54,20 @@ fn help_lists_the_subcommands() {
         .output()
         .expect("run");
     let help = String::from_utf8_lossy(&output.stdout);
-    for sub in ["embedded", "command-api", "query-api", "project"] {
+    for sub in ["embedded", "command-api", "query-api", "project", "relay"] {
         assert!(help.contains(sub), "{help}");
     }
+}
+
+#[test]
+fn the_relay_names_a_missing_broker_flag() {
+    let (ok, stderr) = eventline(&[
+        "relay",
+        "--store",
+        "sqlite:///tmp/none.sqlite",
+        "--checkpoint-db",
+        "sqlite:///tmp/none-relay.sqlite",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("--kafka-brokers"), "{stderr}");
 }
