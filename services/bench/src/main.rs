@@ -28,6 +28,8 @@ enum Bench {
     Appends,
     /// Deposit commands over HTTP through the command service, event store in PostgreSQL.
     Commands,
+    /// The relay publishing a PostgreSQL store to Kafka (EVENTLINE_TEST_KAFKA_BROKERS).
+    Relay,
 }
 
 #[derive(Debug, Parser)]
@@ -50,6 +52,9 @@ struct Args {
     /// Accounts the command benchmark spreads its deposits over.
     #[arg(long, default_value_t = 1_000)]
     accounts: usize,
+    /// Events the relay benchmark publishes.
+    #[arg(long, default_value_t = 200_000)]
+    relay_events: usize,
     /// Connections to PostgreSQL (default: one per client, plus two).
     #[arg(long)]
     pool: Option<u32>,
@@ -272,6 +277,7 @@ async fn main() -> anyhow::Result<()> {
     if args.smoke {
         args.seconds = 0.5;
         args.accounts = args.accounts.min(50);
+        args.relay_events = args.relay_events.min(2_000);
     }
     if args.clients == 0 || args.seconds <= 0.0 {
         bail!("--clients and --seconds must be greater than 0");
@@ -313,5 +319,64 @@ async fn main() -> anyhow::Result<()> {
             Arc::new(PostgresEventStore::connect(&database.url, pool_size(&args)).await?);
         commands(store, &args, duration).await?;
     }
+    if args.only.contains(&Bench::Relay) {
+        relay(&args).await?;
+    }
+    Ok(())
+}
+
+/// Fills a PostgreSQL store with `--relay-events` events (10-event appends over 1,000
+/// streams), then times the relay from an empty checkpoint until it has published them all.
+async fn relay(args: &Args) -> anyhow::Result<()> {
+    let database = TestDatabase::postgres().await;
+    let store: Arc<dyn EventStore> = Arc::new(PostgresEventStore::connect(&database.url, 8).await?);
+    let appends = args.relay_events.div_ceil(10);
+    let mut loading = JoinSet::new();
+    for worker in 0..8 {
+        let store = Arc::clone(&store);
+        loading.spawn(async move {
+            let mut versions = std::collections::HashMap::new();
+            for n in (worker..appends).step_by(8) {
+                let stream = format!("relay-{}", n % 1_000);
+                let version: &mut u64 = versions.entry(stream.clone()).or_default();
+                *version = store
+                    .append(&stream, "bench.account", *version, events(10, n))
+                    .await?
+                    .version;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(loaded) = loading.join_next().await {
+        loaded??;
+    }
+    let total = appends * 10;
+    let checkpoints = database.url.clone();
+    let checkpoints = eventline_readmodel::ReadModelDb::connect(&checkpoints).await?;
+    let brokers = std::env::var("EVENTLINE_TEST_KAFKA_BROKERS")
+        .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let mut config = eventline_relay::RelayConfig::new(brokers);
+    config.topic_prefix = format!("bench{}", uuid_like());
+    config.partitions = 12;
+    let mut relay = eventline_relay::Relay::new(Arc::clone(&store), checkpoints, config).await?;
+    let started = Instant::now();
+    let mut published = 0;
+    loop {
+        let n = relay.step().await?;
+        if n == 0 {
+            break;
+        }
+        published += n;
+    }
+    let elapsed = started.elapsed();
+    if published != total {
+        bail!("the relay published {published} of {total} events");
+    }
+    println!(
+        "{:<52} {:>10.0} events/s   ({published} events in {:.1} s, batches of 1000)",
+        "relay, postgres store -> kafka, 12 partitions",
+        published as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
     Ok(())
 }
