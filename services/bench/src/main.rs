@@ -40,7 +40,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "appends,commands"
+        default_value = "appends,commands,relay"
     )]
     only: Vec<Bench>,
     /// Concurrent clients.
