@@ -14,9 +14,11 @@ mod backend;
 mod db;
 mod dialect;
 mod error;
+mod lease;
 mod query;
 
 pub use db::{BatchOutcome, ProjectedEvent, ReadModelDb, Schema};
 pub use dialect::Dialect;
 pub use error::ReadModelError;
+pub use lease::Lease;
 pub use query::{Row, Select};

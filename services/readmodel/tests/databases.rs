@@ -218,3 +218,45 @@ async fn an_unknown_scheme_is_refused_naming_only_the_scheme() {
     assert!(text.contains("\"oracle\""), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+async fn one_holder_at_a_time(db: ReadModelDb) {
+    let first = db
+        .try_lease("relay")
+        .await
+        .expect("try")
+        .expect("free at first");
+    assert!(
+        db.try_lease("relay").await.expect("try").is_none(),
+        "held by the first"
+    );
+    assert!(
+        db.try_lease("other").await.expect("try").is_some(),
+        "names are independent"
+    );
+    let mut first = first;
+    first.check().await.expect("still held");
+    drop(first);
+    let again = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(lease) = db.try_lease("relay").await.expect("try") {
+                return lease;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("free again once the holder is gone");
+    assert_eq!(again.name(), "relay");
+}
+
+#[tokio::test]
+async fn postgres_lease() {
+    let database = TestDatabase::postgres().await;
+    one_holder_at_a_time(ReadModelDb::connect(&database.url).await.expect("connect")).await;
+}
+
+#[tokio::test]
+async fn mariadb_lease() {
+    let database = TestDatabase::mysql().await;
+    one_holder_at_a_time(ReadModelDb::connect(&database.url).await.expect("connect")).await;
+}

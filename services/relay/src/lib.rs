@@ -14,15 +14,17 @@
 //! - One topic per stream type, `PREFIX.STREAM_TYPE` (`eventline.bank.account`), created with the
 //!   configured partitions if missing.
 //!
-//! Run one relay per store: two relays would both publish (still at-least-once and ordered per
-//! stream for each, but twice the traffic). Electing a single active relay is not built yet.
+//! Only one relay publishes a store at a time: [`Relay::run`] first takes a lease named after
+//! the checkpoint (a PostgreSQL advisory lock or MySQL `GET_LOCK` in the checkpoint database)
+//! and checks it is still held before every batch. Standby relays wait for the lease. (With a
+//! SQLite checkpoint database the relay runs on one node and the lease is local.)
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventline_core::{Envelope, EventStore, Position, Projection, ProjectionError, RowOp, Table};
-use eventline_readmodel::{ProjectedEvent, ReadModelDb, ReadModelError, Schema};
+use eventline_readmodel::{Lease, ProjectedEvent, ReadModelDb, ReadModelError, Schema};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -30,6 +32,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
+
+/// How often a standby relay asks for the lease.
+const LEASE_RETRY: Duration = Duration::from_secs(1);
 
 /// The checkpoint row's name in the checkpoint database.
 pub const RELAY_CHECKPOINT: &str = "eventline-relay";
@@ -309,7 +314,42 @@ impl Relay {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RelayError> {
         tracing::info!(store = self.store.kind(), brokers = %self.config.brokers, "relay started");
         let mut backoff = Duration::from_millis(100);
+        let mut lease: Option<Lease> = None;
         while !shutdown.is_cancelled() {
+            let held = match lease.as_mut() {
+                Some(held) => held.check().await.map(|()| true),
+                None => match self.checkpoints.try_lease(RELAY_CHECKPOINT).await {
+                    Ok(Some(taken)) => {
+                        tracing::info!("relay lease taken; this relay publishes");
+                        lease = Some(taken);
+                        Ok(true)
+                    }
+                    Ok(None) => Ok(false),
+                    Err(error) => Err(error),
+                },
+            };
+            match held {
+                Ok(true) => {}
+                Ok(false) => {
+                    metrics::gauge!("eventline_relay_active").set(0.0);
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(LEASE_RETRY) => {}
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "relay lease lost; publishing stops until it is taken again");
+                    lease = None;
+                    metrics::gauge!("eventline_relay_active").set(0.0);
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(LEASE_RETRY) => {}
+                    }
+                    continue;
+                }
+            }
+            metrics::gauge!("eventline_relay_active").set(1.0);
             match self.step().await {
                 Ok(0) => {
                     tokio::select! {

@@ -208,3 +208,51 @@ async fn a_relay_that_dies_before_its_checkpoint_loses_nothing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_relay_publishes_only_once_it_holds_the_lease() {
+    let f = fixture().await;
+    let database = eventline_test_support::TestDatabase::postgres().await;
+    let checkpoints = ReadModelDb::connect(&database.url)
+        .await
+        .expect("checkpoint db");
+    let total = append_events(f.store.as_ref()).await;
+
+    // Another relay holds the lease.
+    let held = checkpoints
+        .try_lease(eventline_relay::RELAY_CHECKPOINT)
+        .await
+        .expect("lease")
+        .expect("free");
+    let relay = Relay::new(Arc::clone(&f.store), checkpoints.clone(), f.config.clone())
+        .await
+        .expect("relay");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(relay.run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        checkpoints
+            .checkpoint(eventline_relay::RELAY_CHECKPOINT)
+            .await
+            .expect("checkpoint"),
+        Default::default(),
+        "a standby relay publishes nothing"
+    );
+
+    drop(held);
+    let head = f.store.head_position().await.expect("head");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while checkpoints
+        .checkpoint(eventline_relay::RELAY_CHECKPOINT)
+        .await
+        .expect("checkpoint")
+        != head
+    {
+        assert!(Instant::now() < deadline, "the relay never took over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    running.await.expect("task").expect("relay stops cleanly");
+    let topic = topic_name(&f.config.topic_prefix, "bank.account");
+    assert_eq!(consume(&topic, f.config.partitions, total).len(), total);
+}
