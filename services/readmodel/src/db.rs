@@ -7,8 +7,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use eventline_core::{
     Column, ColumnType, Envelope, Position, Projection, ProjectionError, RowOp, Table, Value,
 };
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -76,11 +76,10 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
-/// A connection pool to one read-model database, with the dialect to speak to it.
+/// A connection pool to one read-model database; its kind decides the dialect spoken.
 #[derive(Debug, Clone)]
 pub struct ReadModelDb {
     pub(crate) pool: Pool,
-    dialect: Dialect,
 }
 
 /// The tables of one projection in one database, as created by [`ReadModelDb::ensure_schema`].
@@ -145,8 +144,6 @@ impl ReadModelDb {
     pub async fn connect_with_pool_size(url: &str, pool_size: u32) -> Result<Self, ReadModelError> {
         let scheme = url.split(':').next().unwrap_or_default();
         let parse = |dialect: Dialect| database_error(dialect, "parsing the URL");
-        let connect = |dialect: Dialect| database_error(dialect, "connecting");
-        let acquire_timeout = Duration::from_secs(10);
         match scheme {
             "sqlite" => {
                 let options =
@@ -155,15 +152,8 @@ impl ReadModelDb {
             }
             "postgres" | "postgresql" => {
                 let options = PgConnectOptions::from_str(url).map_err(parse(Dialect::Postgres))?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(pool_size)
-                    .acquire_timeout(acquire_timeout)
-                    .connect_with(options)
-                    .await
-                    .map_err(connect(Dialect::Postgres))?;
                 Ok(Self {
-                    pool: Pool::Postgres(pool),
-                    dialect: Dialect::Postgres,
+                    pool: Pool::Postgres(server_pool(options, pool_size).await?),
                 })
             }
             "mysql" | "mariadb" => {
@@ -171,15 +161,8 @@ impl ReadModelDb {
                 let options = MySqlConnectOptions::from_str(&url).map_err(parse(Dialect::MySql))?;
                 // Timestamps are exchanged in UTC whatever the server's time zone.
                 let options = options.timezone(Some("+00:00".to_owned()));
-                let pool = MySqlPoolOptions::new()
-                    .max_connections(pool_size)
-                    .acquire_timeout(acquire_timeout)
-                    .connect_with(options)
-                    .await
-                    .map_err(connect(Dialect::MySql))?;
                 Ok(Self {
-                    pool: Pool::MySql(pool),
-                    dialect: Dialect::MySql,
+                    pool: Pool::MySql(server_pool(options, pool_size).await?),
                 })
             }
             other => Err(ReadModelError::UnsupportedUrl {
@@ -208,12 +191,15 @@ impl ReadModelDb {
             .map_err(database_error(Dialect::Sqlite, "connecting"))?;
         Ok(Self {
             pool: Pool::Sqlite(pool),
-            dialect: Dialect::Sqlite,
         })
     }
 
     pub fn dialect(&self) -> Dialect {
-        self.dialect
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+            Pool::MySql(_) => Dialect::MySql,
+        }
     }
 
     /// Checks that the database answers; used by `/readyz`.
@@ -240,7 +226,7 @@ impl ReadModelDb {
             .chain([checkpoints_table(), dead_letters_table()])
         {
             check_table(&table)?;
-            for statement in self.dialect.create_table(&table) {
+            for statement in self.dialect().create_table(&table) {
                 let action = format!("creating table {}", table.name);
                 with_pool!(self, pool => execute_on(pool, statement, &action).await)?;
             }
@@ -258,7 +244,7 @@ impl ReadModelDb {
 
     /// The last position this projection has applied ([`Position::START`] when none).
     pub async fn checkpoint(&self, projection: &str) -> Result<Position, ReadModelError> {
-        with_pool!(self, pool => read_checkpoint(pool, self.dialect, projection).await)
+        with_pool!(self, pool => read_checkpoint(pool, projection).await)
     }
 
     /// How many events of this projection are in the dead-letter table.
@@ -300,6 +286,19 @@ impl ReadModelDb {
             other => other,
         }
     }
+}
+
+/// A pool to a database server (PostgreSQL, MySQL), bounded and with an acquire timeout.
+async fn server_pool<DB: Backend>(
+    options: <DB::Connection as sqlx::Connection>::Options,
+    pool_size: u32,
+) -> Result<sqlx::Pool<DB>, ReadModelError> {
+    sqlx::pool::PoolOptions::<DB>::new()
+        .max_connections(pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(database_error(DB::DIALECT, "connecting"))
 }
 
 fn start_checkpoint(projection: &'static str) -> Vec<(&'static str, Value)> {
@@ -360,7 +359,6 @@ where
 
 async fn read_checkpoint<DB: Backend>(
     pool: &sqlx::Pool<DB>,
-    dialect: Dialect,
     projection: &str,
 ) -> Result<Position, ReadModelError>
 where
@@ -370,14 +368,13 @@ where
     let mut conn = pool
         .acquire()
         .await
-        .map_err(database_error(dialect, "reading the checkpoint"))?;
-    checkpoint_in::<DB>(&mut conn, dialect, projection, false).await
+        .map_err(database_error(DB::DIALECT, "reading the checkpoint"))?;
+    checkpoint_in::<DB>(&mut conn, projection, false).await
 }
 
 /// Reads the checkpoint on `conn`, locking its row when `lock` (inside a batch transaction).
 async fn checkpoint_in<DB: Backend>(
     conn: &mut DB::Connection,
-    dialect: Dialect,
     projection: &str,
     lock: bool,
 ) -> Result<Position, ReadModelError>
@@ -385,6 +382,7 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     Args<DB>: IntoArguments<DB>,
 {
+    let dialect = DB::DIALECT;
     let sql = dialect.checkpoint_for_update();
     let sql = if lock {
         sql
@@ -426,7 +424,7 @@ where
         .await
         .map_err(database_error(dialect, "beginning a batch"))?;
     let conn: &mut DB::Connection = &mut tx;
-    let checkpoint = checkpoint_in::<DB>(conn, dialect, schema.projection, true).await?;
+    let checkpoint = checkpoint_in::<DB>(conn, schema.projection, true).await?;
     let mut outcome = BatchOutcome {
         checkpoint,
         ..BatchOutcome::default()
