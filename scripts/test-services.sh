@@ -6,6 +6,7 @@
 #   MariaDB     127.0.0.1:3306, root         EVENTLINE_TEST_MYSQL_URL
 #   Kafka       127.0.0.1:9092 (Tansu, a Kafka-protocol broker, in memory)
 #                                            EVENTLINE_TEST_KAFKA_BROKERS
+#               and the Tansu binary, for tests that start their own   EVENTLINE_TEST_TANSU
 #   MongoDB     cannot run on these machines EVENTLINE_TEST_MONGODB_URI (tests skip without it)
 
 log() { echo "test-services: $*" >&2; }
@@ -65,5 +66,7 @@ ensure_postgres
 ensure_mariadb
 ensure_kafka
 export EVENTLINE_TEST_KAFKA_BROKERS="${EVENTLINE_TEST_KAFKA_BROKERS:-127.0.0.1:9092}"
+# Tests that pause a broker start one of their own from this binary.
+export EVENTLINE_TEST_TANSU="$tansu"
 export EVENTLINE_TEST_MYSQL_URL="${EVENTLINE_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/test}"
 export EVENTLINE_TEST_POSTGRES_URL="${EVENTLINE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"

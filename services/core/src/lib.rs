@@ -18,6 +18,7 @@ mod projection;
 mod store;
 pub mod testing;
 mod upcast;
+pub mod wire;
 
 pub use aggregate::{Aggregate, DomainError, DomainEvent, EventDecodeError, FieldError, Rejection};
 pub use command::{

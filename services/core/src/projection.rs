@@ -167,9 +167,14 @@ pub trait Projection: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
     /// The tables this projection writes.
     fn tables(&self) -> Vec<Table>;
+    /// The stream types (e.g. `bank.account`) whose events concern the projection; a Kafka
+    /// projector subscribes to their topics.
+    fn stream_types(&self) -> &'static [&'static str];
     /// Whether events of this stream type concern the projection; others are skipped
     /// (the checkpoint still moves past them).
-    fn handles(&self, stream_type: &str) -> bool;
+    fn handles(&self, stream_type: &str) -> bool {
+        self.stream_types().contains(&stream_type)
+    }
     /// The row changes one event causes.
     fn apply(&self, event: &Envelope) -> Result<Vec<RowOp>, ProjectionError>;
 }

@@ -8,7 +8,10 @@ use eventline_bank::AccountsProjection;
 use eventline_bank::api::{CommandState, QueryState, command_routes, query_routes};
 use eventline_core::{EventStore, Position, Projection};
 use eventline_http::{ReadyCheck, ops_routes, serve, stream_routes};
-use eventline_projector::{NotifyOnAppend, ProjectorConfig, ProjectorError, StoreProjector};
+use eventline_projector::{
+    KafkaProjector, KafkaProjectorConfig, NotifyOnAppend, ProjectorConfig, ProjectorError,
+    StoreProjector,
+};
 use eventline_readmodel::ReadModelDb;
 use eventline_store_sqlite::SqliteEventStore;
 use tokio::net::TcpListener;
@@ -18,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::cli::{CommandApiArgs, EmbeddedArgs, ProjectArgs, QueryApiArgs, RelayArgs};
+use crate::cli::{
+    CommandApiArgs, EmbeddedArgs, ProjectArgs, ProjectorSource, QueryApiArgs, RelayArgs,
+};
 use crate::url::{OpenError, open_read_model, open_store};
 
 /// Why a service could not start or stopped with an error.
@@ -46,6 +51,10 @@ pub enum AppError {
     Projector(#[from] ProjectorError),
     #[error(transparent)]
     Relay(#[from] eventline_relay::RelayError),
+    #[error("--projections: no projection named {name:?} (built in: {known})")]
+    UnknownProjection { name: String, known: String },
+    #[error("{0} is required")]
+    MissingFlag(&'static str),
     #[error("a service task panicked: {0}")]
     Panicked(String),
 }
@@ -147,20 +156,22 @@ impl Services {
         });
     }
 
-    /// Starts a projector for every projection, once its tables exist.
-    async fn project_all(
+    /// Starts a store-tailing projector for every projection, once its tables exist.
+    async fn project_from_store(
         &mut self,
+        projections: &[Arc<dyn Projection>],
         store: &Arc<dyn EventStore>,
         db: &ReadModelDb,
         batch_size: u32,
         appended: Option<watch::Receiver<Position>>,
     ) -> Result<(), AppError> {
-        for projection in projections() {
-            let mut projector = StoreProjector::new(Arc::clone(store), db.clone(), projection)
-                .with_config(ProjectorConfig {
-                    batch_size: batch_size as usize,
-                    ..ProjectorConfig::default()
-                });
+        for projection in projections {
+            let mut projector =
+                StoreProjector::new(Arc::clone(store), db.clone(), Arc::clone(projection))
+                    .with_config(ProjectorConfig {
+                        batch_size: batch_size as usize,
+                        ..ProjectorConfig::default()
+                    });
             if let Some(appended) = &appended {
                 projector = projector.with_append_signal(appended.clone());
             }
@@ -211,13 +222,13 @@ impl Embedded {
         let appended = store.subscribe();
         let store: Arc<dyn EventStore> = Arc::new(store);
         let db = match &args.read_model {
-            Some(url) => open_read_model("--read-model", url).await?,
+            Some(url) => open_read_model("--read-model", url, 8).await?,
             None => ReadModelDb::open_sqlite(args.data_dir.join("readmodel.sqlite")).await?,
         };
 
         let mut services = Services::new(shutdown);
         services
-            .project_all(&store, &db, args.batch_size, Some(appended))
+            .project_from_store(&projections(), &store, &db, args.batch_size, Some(appended))
             .await?;
         let command_listener = listen(args.command_addr).await?;
         let query_listener = listen(args.query_addr).await?;
@@ -258,7 +269,7 @@ pub async fn query_api(
     args: &QueryApiArgs,
     shutdown: CancellationToken,
 ) -> Result<Services, AppError> {
-    let db = open_read_model("--read-model", &args.read_model).await?;
+    let db = open_read_model("--read-model", &args.read_model, args.read_model_pool_size).await?;
     let listener = listen(args.listen).await?;
     tracing::info!(read_model = %args.read_model, listen = %local_addr(&listener, args.listen)?, "query API is up");
     let mut services = Services::new(shutdown);
@@ -266,20 +277,67 @@ pub async fn query_api(
     Ok(services)
 }
 
-/// `eventline project`: every projection, plus `/healthz`, `/readyz` and `/metrics`.
+/// The built-in projections named by `--projections` (all when none are named).
+fn selected_projections(names: &[String]) -> Result<Vec<Arc<dyn Projection>>, AppError> {
+    let all = projections();
+    if names.is_empty() {
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|p| p.name() == name)
+                .cloned()
+                .ok_or_else(|| AppError::UnknownProjection {
+                    name: name.clone(),
+                    known: all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+                })
+        })
+        .collect()
+}
+
+/// `eventline project`: the selected projections, from the store or from Kafka, plus
+/// `/healthz`, `/readyz` and `/metrics`.
 pub async fn project(
     args: &ProjectArgs,
     shutdown: CancellationToken,
 ) -> Result<Services, AppError> {
-    let store = open_store("--store", &args.store.url, args.store.store_pool_size).await?;
-    let db = open_read_model("--read-model", &args.read_model).await?;
+    let selected = selected_projections(&args.projections)?;
+    let db = open_read_model("--read-model", &args.read_model, args.read_model_pool_size).await?;
     let listener = listen(args.listen).await?;
     let mut services = Services::new(shutdown);
-    services
-        .project_all(&store, &db, args.batch_size, None)
-        .await?;
-    tracing::info!(store = %args.store.url, read_model = %args.read_model, "projector is up");
-    let checks = vec![store_check(store), read_model_check(db)];
+    let mut checks = vec![read_model_check(db.clone())];
+    match (args.source, &args.store, &args.kafka_brokers) {
+        (ProjectorSource::Store, Some(url), _) => {
+            let store = open_store("--store", url, args.store_pool_size).await?;
+            services
+                .project_from_store(&selected, &store, &db, args.batch_size, None)
+                .await?;
+            tracing::info!(store = %url, read_model = %args.read_model, "projector is up");
+            checks.push(store_check(store));
+        }
+        (ProjectorSource::Kafka, _, Some(brokers)) => {
+            let mut config = KafkaProjectorConfig::new(brokers.clone());
+            config.topic_prefix.clone_from(&args.topics.topic_prefix);
+            config.topics = args.topics.settings();
+            config.group_prefix.clone_from(&args.consumer_group_prefix);
+            config.batch_size = args.batch_size as usize;
+            for projection in selected {
+                let projector = KafkaProjector::new(db.clone(), projection, config.clone())?;
+                let shutdown = services.shutdown.clone();
+                services
+                    .tasks
+                    .spawn(async move { projector.run(shutdown).await.map_err(AppError::from) });
+            }
+            tracing::info!(brokers = %brokers, read_model = %args.read_model, "kafka projector is up");
+        }
+        // clap requires the flag the source needs.
+        (ProjectorSource::Store, None, _) => return Err(AppError::MissingFlag("--store")),
+        (ProjectorSource::Kafka, _, None) => {
+            return Err(AppError::MissingFlag("--kafka-brokers"));
+        }
+    }
     services.serve(
         listener,
         ops_routes(checks, utoipa::openapi::OpenApi::default()),
@@ -290,12 +348,12 @@ pub async fn project(
 /// `eventline relay`: publishes the store to Kafka, plus `/healthz`, `/readyz`, `/metrics`.
 pub async fn relay(args: &RelayArgs, shutdown: CancellationToken) -> Result<Services, AppError> {
     let store = open_store("--store", &args.store.url, args.store.store_pool_size).await?;
-    let checkpoints = open_read_model("--checkpoint-db", &args.checkpoint_db).await?;
+    let checkpoints = open_read_model("--checkpoint-db", &args.checkpoint_db, 2).await?;
     let listener = listen(args.listen).await?;
     let mut config = eventline_relay::RelayConfig::new(args.kafka_brokers.clone());
-    config.topic_prefix.clone_from(&args.topic_prefix);
-    config.partitions = args.topic_partitions;
-    config.replication_factor = args.topic_replication;
+    config.topic_prefix.clone_from(&args.topics.topic_prefix);
+    config.partitions = args.topics.topic_partitions;
+    config.replication_factor = args.topics.topic_replication;
     config.batch_size = args.batch_size as usize;
     let relay =
         eventline_relay::Relay::new(Arc::clone(&store), checkpoints.clone(), config).await?;

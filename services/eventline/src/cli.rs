@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::telemetry::LogFormat;
 use crate::url::DatabaseUrl;
@@ -98,21 +98,90 @@ pub struct QueryApiArgs {
     /// `mysql://USER:PASSWORD@HOST/DB` (MySQL or MariaDB).
     #[arg(long, env = "EVENTLINE_READ_MODEL_URL")]
     pub read_model: DatabaseUrl,
+    /// Connections to the read-model database.
+    #[arg(long, env = "EVENTLINE_READ_MODEL_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub read_model_pool_size: u32,
     /// Address to listen on.
     #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:8081")]
     pub listen: SocketAddr,
 }
 
+/// Where a projector reads events from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProjectorSource {
+    /// Tail the event store by global position (`--store`).
+    Store,
+    /// Consume the relay's Kafka topics, one consumer group per projection (`--kafka-brokers`).
+    Kafka,
+}
+
+/// Kafka topic naming and creation, shared by the relay and the Kafka projector.
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    /// Topics are `PREFIX.STREAM_TYPE`, e.g. `eventline.bank.account`.
+    #[arg(long, env = "EVENTLINE_TOPIC_PREFIX", default_value = "eventline")]
+    pub topic_prefix: String,
+    /// Partitions of topics created when missing.
+    #[arg(long, env = "EVENTLINE_TOPIC_PARTITIONS", default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub topic_partitions: i32,
+    /// Replication factor of topics created when missing.
+    #[arg(long, env = "EVENTLINE_TOPIC_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub topic_replication: i32,
+}
+
+impl TopicArgs {
+    pub fn settings(&self) -> eventline_kafka::TopicSettings {
+        eventline_kafka::TopicSettings {
+            partitions: self.topic_partitions,
+            replication_factor: self.topic_replication,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ProjectArgs {
-    /// The event store to tail.
+    /// Where events come from.
+    #[arg(
+        long,
+        env = "EVENTLINE_PROJECTOR_SOURCE",
+        value_enum,
+        default_value = "store"
+    )]
+    pub source: ProjectorSource,
+    /// The event store to tail (`--source store`): `sqlite://PATH`,
+    /// `postgres://USER:PASSWORD@HOST/DB` or `mongodb://HOST/DB`.
+    #[arg(long, env = "EVENTLINE_STORE_URL", required_if_eq("source", "store"))]
+    pub store: Option<DatabaseUrl>,
+    /// Connections to the event store (PostgreSQL, MongoDB).
+    #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub store_pool_size: u32,
+    /// Kafka bootstrap servers, `host:port,host:port` (`--source kafka`).
+    #[arg(
+        long,
+        env = "EVENTLINE_KAFKA_BROKERS",
+        required_if_eq("source", "kafka")
+    )]
+    pub kafka_brokers: Option<String>,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub topics: TopicArgs,
+    /// Consumer groups are `PREFIX.PROJECTION`, e.g. `eventline.bank-accounts`.
+    #[arg(
+        long,
+        env = "EVENTLINE_CONSUMER_GROUP_PREFIX",
+        default_value = "eventline"
+    )]
+    pub consumer_group_prefix: String,
+    /// The projections to run, comma-separated (default: all built in).
+    #[arg(long, env = "EVENTLINE_PROJECTIONS", value_delimiter = ',')]
+    pub projections: Vec<String>,
     /// The read-model database to keep.
     #[arg(long, env = "EVENTLINE_READ_MODEL_URL")]
     pub read_model: DatabaseUrl,
-    /// Events per projector transaction.
-    #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// Connections to the read-model database.
+    #[arg(long, env = "EVENTLINE_READ_MODEL_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub read_model_pool_size: u32,
+    /// Events per projector transaction (from Kafka: messages per round, split by partition).
+    #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
@@ -131,15 +200,8 @@ pub struct RelayArgs {
     /// Kafka bootstrap servers, `host:port,host:port`.
     #[arg(long, env = "EVENTLINE_KAFKA_BROKERS")]
     pub kafka_brokers: String,
-    /// Topics are `PREFIX.STREAM_TYPE`, e.g. `eventline.bank.account`.
-    #[arg(long, env = "EVENTLINE_TOPIC_PREFIX", default_value = "eventline")]
-    pub topic_prefix: String,
-    /// Partitions of the topics the relay creates.
-    #[arg(long, env = "EVENTLINE_TOPIC_PARTITIONS", default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..=10_000))]
-    pub topic_partitions: i32,
-    /// Replication factor of the topics the relay creates.
-    #[arg(long, env = "EVENTLINE_TOPIC_REPLICATION", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=100))]
-    pub topic_replication: i32,
+    #[command(flatten)]
+    pub topics: TopicArgs,
     /// Events published per checkpoint.
     #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,

@@ -127,10 +127,11 @@ pub async fn open_store(
 pub async fn open_read_model(
     flag: &'static str,
     url: &DatabaseUrl,
+    pool_size: u32,
 ) -> Result<ReadModelDb, OpenError> {
     match url.sqlite_path() {
         Some(path) => ReadModelDb::open_sqlite(path).await,
-        None => ReadModelDb::connect(url.expose()).await,
+        None => ReadModelDb::connect_with_pool_size(url.expose(), pool_size).await,
     }
     .map_err(|source| match source {
         eventline_readmodel::ReadModelError::UnsupportedUrl { scheme } => {

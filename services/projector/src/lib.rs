@@ -1,10 +1,13 @@
 //! Projectors keep read models up to date, applying each event exactly once in effect.
 //!
-//! [`StoreProjector`] tails the event store by global position (embedded mode). Each batch is
-//! applied with [`ReadModelDb::apply_batch`], which writes the read-model changes and the
-//! checkpoint in one transaction; after a crash the projector resumes from the checkpoint and
-//! events it had already applied are skipped.
+//! - [`StoreProjector`] tails the event store by global position (embedded mode). Each batch
+//!   is applied with [`ReadModelDb::apply_batch`], which writes the read-model changes and the
+//!   checkpoint in one transaction; after a crash the projector resumes from the checkpoint
+//!   and events it had already applied are skipped.
+//! - [`KafkaProjector`] consumes the relay's topics in a consumer group per projection; see
+//!   the [`kafka`] module for how it stays exactly-once in effect.
 
+pub mod kafka;
 mod signal;
 
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use eventline_readmodel::{ProjectedEvent, ReadModelDb, ReadModelError, Schema};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use kafka::{KafkaProjector, KafkaProjectorConfig};
 pub use signal::NotifyOnAppend;
 
 /// Errors that stop a projector (transient ones are retried and only logged).
@@ -31,6 +35,13 @@ pub enum ProjectorError {
         projection: &'static str,
         #[source]
         source: ReadModelError,
+    },
+    #[error("projection {projection}: kafka: {action}: {source}")]
+    Kafka {
+        projection: &'static str,
+        action: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
     },
     #[error("projection {projection}: reading the event store failed: {source}")]
     Store {

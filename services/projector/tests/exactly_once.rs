@@ -3,28 +3,15 @@
 
 use std::sync::Arc;
 
-use eventline_bank::{AccountsProjection, accounts_table, history_table};
-use eventline_core::{EventStore, Metadata, NewEvent, Position, Projection, Value};
+mod support;
+
+use eventline_bank::{AccountsProjection, accounts_table};
+use eventline_core::{EventStore, Position, Projection, Value};
 use eventline_projector::StoreProjector;
-use eventline_readmodel::{ProjectedEvent, ReadModelDb, Select};
+use eventline_readmodel::{ProjectedEvent, ReadModelDb};
 use eventline_store_sqlite::SqliteEventStore;
 use serde_json::json;
-
-fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
-    NewEvent {
-        event_type: event_type.into(),
-        schema_version: 1,
-        payload,
-        metadata: Metadata::default(),
-    }
-}
-
-fn opened(balance: i64) -> NewEvent {
-    event(
-        "AccountOpened",
-        json!({"holder": "Ada", "account_type": "savings", "opening_balance": balance}),
-    )
-}
+use support::{all_rows, event, opened};
 
 async fn fixture() -> (tempfile::TempDir, Arc<dyn EventStore>, ReadModelDb) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -35,33 +22,6 @@ async fn fixture() -> (tempfile::TempDir, Arc<dyn EventStore>, ReadModelDb) {
         .await
         .expect("read model");
     (dir, Arc::new(store), db)
-}
-
-async fn all_rows(db: &ReadModelDb) -> Vec<eventline_readmodel::Row> {
-    let accounts = accounts_table();
-    let history = history_table();
-    let mut rows = db
-        .select(&Select {
-            table: &accounts,
-            filters: vec![],
-            order_by: &["id"],
-            after: None,
-            limit: 10_000,
-        })
-        .await
-        .expect("accounts");
-    rows.extend(
-        db.select(&Select {
-            table: &history,
-            filters: vec![],
-            order_by: &["account_id", "version"],
-            after: None,
-            limit: 10_000,
-        })
-        .await
-        .expect("history"),
-    );
-    rows
 }
 
 #[tokio::test]

@@ -22,6 +22,13 @@ use crate::error::ReadModelError;
 const CHECKPOINTS: &str = "eventline_checkpoints";
 /// Events a projection could not apply, kept with the reason.
 const DEAD_LETTERS: &str = "eventline_dead_letters";
+/// The last version of each stream a projection has applied: how redelivered events are
+/// recognised whatever order streams arrive in (Kafka partitions are not globally ordered).
+const STREAM_VERSIONS: &str = "eventline_stream_versions";
+/// The next offset of each Kafka partition a projection consumes, written with the batch.
+const KAFKA_OFFSETS: &str = "eventline_kafka_offsets";
+/// Stream-version rows written per statement.
+const VERSION_ROWS_PER_STATEMENT: usize = 500;
 
 fn checkpoints_table() -> Table {
     Table {
@@ -33,6 +40,34 @@ fn checkpoints_table() -> Table {
             Column::new("updated_at", ColumnType::Timestamp),
         ],
         primary_key: &["projection"],
+        indexes: vec![],
+    }
+}
+
+fn stream_versions_table() -> Table {
+    Table {
+        name: STREAM_VERSIONS,
+        columns: vec![
+            Column::new("projection", ColumnType::Text),
+            Column::new("stream_id", ColumnType::Text),
+            Column::new("version", ColumnType::BigInt),
+        ],
+        primary_key: &["projection", "stream_id"],
+        indexes: vec![],
+    }
+}
+
+fn kafka_offsets_table() -> Table {
+    Table {
+        name: KAFKA_OFFSETS,
+        columns: vec![
+            Column::new("projection", ColumnType::Text),
+            Column::new("topic", ColumnType::Text),
+            Column::new("kafka_partition", ColumnType::BigInt),
+            Column::new("next_offset", ColumnType::BigInt),
+            Column::new("updated_at", ColumnType::Timestamp),
+        ],
+        primary_key: &["projection", "topic", "kafka_partition"],
         indexes: vec![],
     }
 }
@@ -86,7 +121,35 @@ pub struct ReadModelDb {
 #[derive(Debug, Clone)]
 pub struct Schema {
     projection: &'static str,
+    /// Streams of these types get their applied version recorded.
+    stream_types: &'static [&'static str],
     tables: HashMap<&'static str, Table>,
+}
+
+/// Where a batch comes from, which decides how events already applied are recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchSource<'a> {
+    /// The event store, read in global position order: events at or below the projection's
+    /// checkpoint are skipped, and the checkpoint moves to the batch's last event.
+    Store,
+    /// One partition of a Kafka topic. Partitions are not ordered with each other and the
+    /// relay may publish an event twice, so an event is skipped when its stream's applied
+    /// version is already at or past it. `next_offset` (the offset after the batch's last
+    /// message) is recorded with the batch; the partition's row is locked for the
+    /// transaction, so two consumers of one partition apply its batches one after the other.
+    Partition {
+        topic: &'a str,
+        partition: i32,
+        next_offset: i64,
+    },
+}
+
+/// A projection's recorded progress on one Kafka partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
 }
 
 /// One event handed to [`ReadModelDb::apply_batch`] with what the projection made of it.
@@ -102,7 +165,7 @@ pub struct ProjectedEvent<'a> {
 pub struct BatchOutcome {
     /// Events applied (including events that changed no row).
     pub applied: usize,
-    /// Events skipped because the checkpoint was already past them (redelivery).
+    /// Events skipped because they had been applied already (redelivery).
     pub skipped: usize,
     /// Events written to the dead-letter table instead.
     pub dead_lettered: usize,
@@ -220,25 +283,39 @@ impl ReadModelDb {
         projection: &dyn Projection,
     ) -> Result<Schema, ReadModelError> {
         let mut tables = HashMap::new();
-        for table in projection
-            .tables()
-            .into_iter()
-            .chain([checkpoints_table(), dead_letters_table()])
-        {
+        for table in projection.tables().into_iter().chain([
+            checkpoints_table(),
+            dead_letters_table(),
+            stream_versions_table(),
+            kafka_offsets_table(),
+        ]) {
             check_table(&table)?;
             for statement in self.dialect().create_table(&table) {
                 let action = format!("creating table {}", table.name);
-                with_pool!(self, pool => execute_on(pool, statement, &action).await)?;
+                // Two processes creating the same table at once can make PostgreSQL's
+                // `IF NOT EXISTS` fail on its catalog; the second try sees the table.
+                let mut attempt = 1;
+                loop {
+                    let created = with_pool!(self, pool => execute_on(pool, statement.clone(), &action).await);
+                    match created {
+                        Err(error) if error.is_data_error() && attempt < 5 => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        other => break other?,
+                    }
+                }
             }
             tables.insert(table.name, table);
         }
         let schema = Schema {
             projection: projection.name(),
+            stream_types: projection.stream_types(),
             tables,
         };
         let checkpoints = schema.table(CHECKPOINTS)?;
         let row = start_checkpoint(schema.projection);
-        with_pool!(self, pool => insert_if_absent(pool, checkpoints, &row).await)?;
+        with_pool!(self, pool => initialise_row(pool, checkpoints, &row).await)?;
         Ok(schema)
     }
 
@@ -262,26 +339,68 @@ impl ReadModelDb {
         Ok(rows.len() as u64)
     }
 
-    /// Applies a batch of projected events and moves the checkpoint past the last one, in one
-    /// transaction: either all of it is visible afterwards or none of it.
-    ///
-    /// The checkpoint row is locked for the transaction, and events at or below the stored
-    /// checkpoint are skipped, so a redelivered batch, or a second projector instance racing
-    /// this one, changes nothing. Events the projection rejected, and events whose row changes
-    /// the database rejects, go to the dead-letter table in the same transaction; the batch
-    /// goes on. Errors that are not about the data (the database is unreachable) abort the
-    /// whole batch, which the caller retries.
+    /// The Kafka partitions this projection has consumed, with the next offset of each.
+    pub async fn partition_offsets(
+        &self,
+        projection: &str,
+    ) -> Result<Vec<PartitionOffset>, ReadModelError> {
+        let table = kafka_offsets_table();
+        let rows = self
+            .select(&crate::query::Select {
+                table: &table,
+                filters: vec![("projection", Value::from(projection))],
+                order_by: &["projection", "topic", "kafka_partition"],
+                after: None,
+                limit: u32::MAX,
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| PartitionOffset {
+                topic: row["topic"].as_str().unwrap_or_default().to_owned(),
+                partition: row["kafka_partition"]
+                    .as_i64()
+                    .and_then(|p| i32::try_from(p).ok())
+                    .unwrap_or_default(),
+                next_offset: row["next_offset"].as_i64().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Applies a batch of events read from the store and moves the checkpoint past the last
+    /// one, in one transaction: either all of it is visible afterwards or none of it.
+    /// See [`ReadModelDb::apply`].
     pub async fn apply_batch(
         &self,
         schema: &Schema,
         batch: &[ProjectedEvent<'_>],
     ) -> Result<BatchOutcome, ReadModelError> {
-        let first = with_pool!(self, pool => apply_batch_on(pool, schema, batch, false).await);
+        self.apply(schema, BatchSource::Store, batch).await
+    }
+
+    /// Applies a batch of projected events and records the progress it makes, in one
+    /// transaction: either all of it is visible afterwards or none of it.
+    ///
+    /// A progress row is locked for the transaction (the projection's checkpoint, or the
+    /// Kafka partition's offset), and events already applied are skipped (see
+    /// [`BatchSource`]), so a redelivered batch, or a second projector instance racing this
+    /// one, changes nothing. Events the projection rejected, and events whose row changes
+    /// the database rejects, go to the dead-letter table in the same transaction; the batch
+    /// goes on. Errors that are not about the data (the database is unreachable) abort the
+    /// whole batch, which the caller retries.
+    pub async fn apply(
+        &self,
+        schema: &Schema,
+        source: BatchSource<'_>,
+        batch: &[ProjectedEvent<'_>],
+    ) -> Result<BatchOutcome, ReadModelError> {
+        let first =
+            with_pool!(self, pool => apply_batch_on(pool, schema, source, batch, false).await);
         match first {
             Err(error) if error.is_data_error() => {
                 tracing::warn!(projection = schema.projection, %error,
                     "batch rejected by the database; applying it event by event");
-                with_pool!(self, pool => apply_batch_on(pool, schema, batch, true).await)
+                with_pool!(self, pool => apply_batch_on(pool, schema, source, batch, true).await)
             }
             other => other,
         }
@@ -330,9 +449,26 @@ where
         .map_err(database_error(DB::DIALECT, action))
 }
 
+/// Inserts `row` unless a row with its primary key exists, on a connection of its own.
+async fn initialise_row<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    table: &Table,
+    row: &[(&'static str, Value)],
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let mut conn = pool.acquire().await.map_err(database_error(
+        DB::DIALECT,
+        format!("initialising {}", table.name),
+    ))?;
+    insert_if_absent::<DB>(&mut conn, table, row).await
+}
+
 /// Inserts `row` unless a row with its primary key exists.
 async fn insert_if_absent<DB: Backend>(
-    pool: &sqlx::Pool<DB>,
+    conn: &mut DB::Connection,
     table: &Table,
     row: &[(&'static str, Value)],
 ) -> Result<(), ReadModelError>
@@ -342,10 +478,6 @@ where
 {
     let action = format!("initialising {}", table.name);
     let columns = columns_of(table, row)?;
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(database_error(DB::DIALECT, action.as_str()))?;
     let mut query = sqlx::query(AssertSqlSafe(DB::DIALECT.insert_if_absent(table, &columns)));
     for (_, value) in row {
         query = DB::bind(query, value);
@@ -411,6 +543,7 @@ where
 async fn apply_batch_on<DB: Backend>(
     pool: &sqlx::Pool<DB>,
     schema: &Schema,
+    source: BatchSource<'_>,
     batch: &[ProjectedEvent<'_>],
     isolate_events: bool,
 ) -> Result<BatchOutcome, ReadModelError>
@@ -424,18 +557,53 @@ where
         .await
         .map_err(database_error(dialect, "beginning a batch"))?;
     let conn: &mut DB::Connection = &mut tx;
-    let checkpoint = checkpoint_in::<DB>(conn, schema.projection, true).await?;
+    let from_store = source == BatchSource::Store;
+    let checkpoint = checkpoint_in::<DB>(conn, schema.projection, from_store).await?;
+    let stored_offset = match source {
+        BatchSource::Store => None,
+        BatchSource::Partition {
+            topic, partition, ..
+        } => Some(lock_partition::<DB>(conn, schema, topic, partition).await?),
+    };
+    let tracked: Vec<&str> = batch
+        .iter()
+        .filter(|p| schema.tracks(&p.event.stream_type))
+        .map(|p| p.event.stream_id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut versions = stream_versions::<DB>(conn, schema.projection, &tracked).await?;
+    let mut changed: Vec<&str> = Vec::new();
     let mut outcome = BatchOutcome {
         checkpoint,
         ..BatchOutcome::default()
     };
     for projected in batch {
         let event = projected.event;
-        if event.position <= outcome.checkpoint {
-            outcome.skipped += 1;
-            continue;
+        if from_store {
+            if event.position <= outcome.checkpoint {
+                outcome.skipped += 1;
+                continue;
+            }
+            outcome.checkpoint = event.position;
         }
-        outcome.checkpoint = event.position;
+        if schema.tracks(&event.stream_type) {
+            let last = versions.get(event.stream_id.as_str()).copied().unwrap_or(0);
+            if event.version <= last {
+                outcome.skipped += 1;
+                continue;
+            }
+            if event.version > last + 1 {
+                metrics::counter!("eventline_projector_version_gaps_total",
+                    "projection" => schema.projection)
+                .increment(1);
+                tracing::warn!(projection = schema.projection, stream = %event.stream_id,
+                    applied = last, arrived = event.version,
+                    "events of a stream arrived with a gap; applying the later one");
+            }
+            versions.insert(event.stream_id.as_str(), event.version);
+            changed.push(event.stream_id.as_str());
+        }
         let ops = match &projected.ops {
             Ok(ops) => ops,
             Err(rejected) => {
@@ -473,6 +641,9 @@ where
         )
         .await?;
     }
+    changed.sort_unstable();
+    changed.dedup();
+    record_stream_versions::<DB>(conn, schema, &changed, &versions).await?;
     if outcome.checkpoint != checkpoint {
         let row = vec![
             ("projection", Value::from(schema.projection)),
@@ -482,10 +653,135 @@ where
         ];
         upsert::<DB>(conn, schema, CHECKPOINTS, &row).await?;
     }
+    if let (
+        BatchSource::Partition {
+            topic,
+            partition,
+            next_offset,
+        },
+        Some(stored),
+    ) = (source, stored_offset)
+    {
+        let row = vec![
+            ("projection", Value::from(schema.projection)),
+            ("topic", Value::from(topic)),
+            ("kafka_partition", Value::Int(i64::from(partition))),
+            ("next_offset", Value::Int(next_offset.max(stored))),
+            ("updated_at", Value::Timestamp(Utc::now())),
+        ];
+        upsert::<DB>(conn, schema, KAFKA_OFFSETS, &row).await?;
+    }
     tx.commit()
         .await
         .map_err(database_error(dialect, "committing a batch"))?;
     Ok(outcome)
+}
+
+/// Locks the partition's offset row (creating it first if needed); returns the next offset
+/// recorded there.
+async fn lock_partition<DB: Backend>(
+    conn: &mut DB::Connection,
+    schema: &Schema,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let dialect = DB::DIALECT;
+    let row = vec![
+        ("projection", Value::from(schema.projection)),
+        ("topic", Value::from(topic)),
+        ("kafka_partition", Value::Int(i64::from(partition))),
+        ("next_offset", Value::Int(0)),
+        ("updated_at", Value::Timestamp(Utc::now())),
+    ];
+    insert_if_absent::<DB>(conn, schema.table(KAFKA_OFFSETS)?, &row).await?;
+    let mut query = sqlx::query(AssertSqlSafe(dialect.partition_offset_for_update()));
+    for (_, value) in &row[..3] {
+        query = DB::bind(query, value);
+    }
+    let locked = query
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(database_error(dialect, "locking the partition offset"))?;
+    let next = DB::decode(&locked, 0, ColumnType::BigInt)
+        .map_err(database_error(dialect, "reading the partition offset"))?;
+    Ok(next.as_i64().unwrap_or(0))
+}
+
+/// The applied version of each of `streams` that has one.
+async fn stream_versions<'s, DB: Backend>(
+    conn: &mut DB::Connection,
+    projection: &str,
+    streams: &[&'s str],
+) -> Result<HashMap<&'s str, u64>, ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let dialect = DB::DIALECT;
+    let mut versions = HashMap::with_capacity(streams.len());
+    let projection = Value::from(projection);
+    for chunk in streams.chunks(VERSION_ROWS_PER_STATEMENT) {
+        let ids: Vec<Value> = chunk.iter().map(|id| Value::from(*id)).collect();
+        let sql = dialect.select_stream_versions(chunk.len());
+        let mut query = DB::bind(sqlx::query(AssertSqlSafe(sql)), &projection);
+        for id in &ids {
+            query = DB::bind(query, id);
+        }
+        let rows = query
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(database_error(dialect, "reading stream versions"))?;
+        for row in rows {
+            let decode = |index, ty| {
+                DB::decode(&row, index, ty)
+                    .map_err(database_error(dialect, "reading stream versions"))
+            };
+            let id = decode(0, ColumnType::Text)?;
+            let version = decode(1, ColumnType::BigInt)?.as_u64().unwrap_or(0);
+            if let Some(stream) = chunk.iter().find(|s| Some(**s) == id.as_str()) {
+                versions.insert(*stream, version);
+            }
+        }
+    }
+    Ok(versions)
+}
+
+/// Records the applied version of each stream in `changed`, many rows per statement.
+async fn record_stream_versions<DB: Backend>(
+    conn: &mut DB::Connection,
+    schema: &Schema,
+    changed: &[&str],
+    versions: &HashMap<&str, u64>,
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let dialect = DB::DIALECT;
+    let table = schema.table(STREAM_VERSIONS)?;
+    let projection = Value::from(schema.projection);
+    for chunk in changed.chunks(VERSION_ROWS_PER_STATEMENT) {
+        let values: Vec<(Value, Value)> = chunk
+            .iter()
+            .map(|id| (Value::from(*id), Value::from(versions[id])))
+            .collect();
+        let sql = dialect.upsert_rows(table, &["projection", "stream_id", "version"], chunk.len());
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for (id, version) in &values {
+            query = DB::bind(query, &projection);
+            query = DB::bind(query, id);
+            query = DB::bind(query, version);
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .map_err(database_error(dialect, "recording stream versions"))?;
+    }
+    Ok(())
 }
 
 async fn run<DB: Backend>(
@@ -645,6 +941,11 @@ impl Schema {
     /// The projection this schema belongs to.
     pub fn projection(&self) -> &'static str {
         self.projection
+    }
+
+    /// Whether events of `stream_type` get their stream's applied version recorded.
+    fn tracks(&self, stream_type: &str) -> bool {
+        self.stream_types.contains(&stream_type)
     }
 }
 

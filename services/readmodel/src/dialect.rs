@@ -116,25 +116,38 @@ impl Dialect {
 
     /// Insert a row, or overwrite its non-key columns when the primary key exists.
     pub fn upsert(self, table: &Table, columns: &[&str]) -> String {
-        self.insert_or(table, columns, true)
+        self.insert_or(table, columns, 1, true)
+    }
+
+    /// [`Dialect::upsert`] of `rows` rows in one statement (their keys must differ).
+    pub fn upsert_rows(self, table: &Table, columns: &[&str], rows: usize) -> String {
+        self.insert_or(table, columns, rows, true)
     }
 
     /// Insert a row unless one with the same primary key exists.
     pub fn insert_if_absent(self, table: &Table, columns: &[&str]) -> String {
-        self.insert_or(table, columns, false)
+        self.insert_or(table, columns, 1, false)
     }
 
-    fn insert_or(self, table: &Table, columns: &[&str], overwrite: bool) -> String {
-        let placeholders: Vec<String> = (1..=columns.len()).map(|n| self.placeholder(n)).collect();
+    fn insert_or(self, table: &Table, columns: &[&str], rows: usize, overwrite: bool) -> String {
+        let width = columns.len();
+        let values: Vec<String> = (0..rows)
+            .map(|row| {
+                let placeholders: Vec<String> = (1..=width)
+                    .map(|n| self.placeholder(row * width + n))
+                    .collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect();
         let non_key: Vec<&&str> = columns
             .iter()
             .filter(|c| overwrite && !table.primary_key.contains(c))
             .collect();
         let insert = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
+            "INSERT INTO {} ({}) VALUES {}",
             self.quote(table.name),
             self.list(columns),
-            placeholders.join(", ")
+            values.join(", ")
         );
         if self == Dialect::MySql {
             let updates: Vec<String> = if non_key.is_empty() {
@@ -161,6 +174,43 @@ impl Dialect {
         format!(
             "{insert} ON CONFLICT ({}) {on_conflict}",
             self.list(table.primary_key)
+        )
+    }
+
+    /// The applied versions of `streams` streams of one projection (`projection` is bound
+    /// first, then the stream ids).
+    pub fn select_stream_versions(self, streams: usize) -> String {
+        let ids: Vec<String> = (2..streams + 2).map(|n| self.placeholder(n)).collect();
+        format!(
+            "SELECT {}, {} FROM {} WHERE {} = {} AND {} IN ({})",
+            self.quote("stream_id"),
+            self.quote("version"),
+            self.quote("eventline_stream_versions"),
+            self.quote("projection"),
+            self.placeholder(1),
+            self.quote("stream_id"),
+            ids.join(", ")
+        )
+    }
+
+    /// Reads a Kafka partition's next offset for a projection, locking its row until the
+    /// transaction ends, so two projector instances never apply one partition's batches at
+    /// the same time (during a consumer-group rebalance both may hold it briefly).
+    pub fn partition_offset_for_update(self) -> String {
+        let lock = match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::MySql => " FOR UPDATE",
+        };
+        format!(
+            "SELECT {} FROM {} WHERE {} = {} AND {} = {} AND {} = {}{lock}",
+            self.quote("next_offset"),
+            self.quote("eventline_kafka_offsets"),
+            self.quote("projection"),
+            self.placeholder(1),
+            self.quote("topic"),
+            self.placeholder(2),
+            self.quote("kafka_partition"),
+            self.placeholder(3),
         )
     }
 
@@ -358,6 +408,26 @@ mod tests {
             "INSERT INTO `accounts` (`id`) VALUES (?) ON DUPLICATE KEY UPDATE `id` = `id`"
         );
         assert!(d.checkpoint_for_update().ends_with(" FOR UPDATE"));
+        assert!(d.partition_offset_for_update().ends_with(" FOR UPDATE"));
+    }
+
+    #[test]
+    fn renders_multi_row_upserts_and_stream_version_lookups() {
+        assert_eq!(
+            Dialect::Postgres.upsert_rows(&accounts(), &["id", "balance"], 2),
+            "INSERT INTO \"accounts\" (\"id\", \"balance\") VALUES ($1, $2), ($3, $4) \
+             ON CONFLICT (\"id\") DO UPDATE SET \"balance\" = excluded.\"balance\""
+        );
+        assert_eq!(
+            Dialect::Postgres.select_stream_versions(2),
+            "SELECT \"stream_id\", \"version\" FROM \"eventline_stream_versions\" \
+             WHERE \"projection\" = $1 AND \"stream_id\" IN ($2, $3)"
+        );
+        assert_eq!(
+            Dialect::MySql.upsert_rows(&accounts(), &["id", "balance"], 2),
+            "INSERT INTO `accounts` (`id`, `balance`) VALUES (?, ?), (?, ?) \
+             ON DUPLICATE KEY UPDATE `balance` = VALUES(`balance`)"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod error;
 mod lease;
 mod query;
 
-pub use db::{BatchOutcome, ProjectedEvent, ReadModelDb, Schema};
+pub use db::{BatchOutcome, BatchSource, PartitionOffset, ProjectedEvent, ReadModelDb, Schema};
 pub use dialect::Dialect;
 pub use error::ReadModelError;
 pub use lease::Lease;

@@ -38,6 +38,9 @@ impl Projection for Notes {
     fn tables(&self) -> Vec<Table> {
         vec![notes()]
     }
+    fn stream_types(&self) -> &'static [&'static str] {
+        &["notes"]
+    }
     fn handles(&self, _: &str) -> bool {
         true
     }

@@ -23,11 +23,12 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventline_core::wire::{self, topic_name};
 use eventline_core::{Envelope, EventStore, Position, Projection, ProjectionError, RowOp, Table};
+use eventline_kafka::TopicSettings;
 use eventline_readmodel::{Lease, ProjectedEvent, ReadModelDb, ReadModelError, Schema};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -96,11 +97,6 @@ impl RelayConfig {
     }
 }
 
-/// The topic events of `stream_type` are published to.
-pub fn topic_name(prefix: &str, stream_type: &str) -> String {
-    format!("{prefix}.{stream_type}")
-}
-
 /// The relay's place in the checkpoint table: a projection with no tables of its own.
 #[derive(Debug)]
 struct RelayProgress;
@@ -112,8 +108,8 @@ impl Projection for RelayProgress {
     fn tables(&self) -> Vec<Table> {
         Vec::new()
     }
-    fn handles(&self, _stream_type: &str) -> bool {
-        false
+    fn stream_types(&self) -> &'static [&'static str] {
+        &[]
     }
     fn apply(&self, _event: &Envelope) -> Result<Vec<RowOp>, ProjectionError> {
         Ok(Vec::new())
@@ -152,9 +148,8 @@ impl Relay {
         checkpoints: ReadModelDb,
         config: RelayConfig,
     ) -> Result<Self, RelayError> {
-        let mut client = ClientConfig::new();
+        let mut client = eventline_kafka::client_config(&config.brokers);
         client
-            .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
@@ -163,9 +158,7 @@ impl Relay {
                 config.delivery_timeout.as_millis().to_string(),
             );
         let producer: FutureProducer = client.create().map_err(kafka("creating the producer"))?;
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .create()
+        let admin = eventline_kafka::admin_client(&config.brokers)
             .map_err(kafka("creating the admin client"))?;
         let schema = checkpoints.ensure_schema(&RelayProgress).await?;
         Ok(Self {
@@ -188,27 +181,16 @@ impl Relay {
         if self.topics.contains(topic) {
             return Ok(());
         }
-        let new = NewTopic::new(
-            topic,
-            self.config.partitions,
-            TopicReplication::Fixed(self.config.replication_factor),
-        );
-        let results = self
-            .admin
-            .create_topics([&new], &AdminOptions::new())
+        let settings = TopicSettings {
+            partitions: self.config.partitions,
+            replication_factor: self.config.replication_factor,
+        };
+        eventline_kafka::ensure_topics(&self.admin, &[topic.to_owned()], settings)
             .await
-            .map_err(kafka(format!("creating topic {topic}")))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((name, code)) => {
-                    return Err(RelayError::Kafka {
-                        action: format!("creating topic {name}"),
-                        source: KafkaError::AdminOp(code),
-                    });
-                }
-            }
-        }
+            .map_err(|(name, source)| RelayError::Kafka {
+                action: format!("creating topic {name}"),
+                source,
+            })?;
         self.topics.insert(topic.to_owned());
         Ok(())
     }
@@ -223,7 +205,7 @@ impl Relay {
         let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(events.len());
         for event in events {
             let topic = topic_name(&self.config.topic_prefix, &event.stream_type);
-            let payload = serde_json::to_vec(event).map_err(|source| RelayError::Serialise {
+            let payload = wire::encode(event).map_err(|source| RelayError::Serialise {
                 position: event.position,
                 source,
             })?;
@@ -232,20 +214,20 @@ impl Relay {
             let correlation = event.metadata.correlation_id.map(|c| c.to_string());
             let mut headers = OwnedHeaders::new()
                 .insert(Header {
-                    key: "event_type",
+                    key: wire::HEADER_EVENT_TYPE,
                     value: Some(event.event_type.as_str()),
                 })
                 .insert(Header {
-                    key: "schema_version",
+                    key: wire::HEADER_SCHEMA_VERSION,
                     value: Some(schema_version.as_str()),
                 })
                 .insert(Header {
-                    key: "position",
+                    key: wire::HEADER_POSITION,
                     value: Some(position.as_str()),
                 });
             if let Some(correlation) = &correlation {
                 headers = headers.insert(Header {
-                    key: "correlation_id",
+                    key: wire::HEADER_CORRELATION_ID,
                     value: Some(correlation.as_str()),
                 });
             }

@@ -4,18 +4,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventline_core::wire::topic_name;
 use eventline_core::{Envelope, EventStore, Metadata, NewEvent};
 use eventline_readmodel::ReadModelDb;
-use eventline_relay::{Relay, RelayConfig, topic_name};
+use eventline_relay::{Relay, RelayConfig};
 use eventline_store_sqlite::SqliteEventStore;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-fn brokers() -> String {
-    std::env::var("EVENTLINE_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
+use eventline_test_support::kafka_brokers as brokers;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -36,7 +35,7 @@ async fn fixture() -> Fixture {
         .expect("checkpoints");
     let mut config = RelayConfig::new(brokers());
     // A topic prefix of this test's own, so tests never read each other's messages.
-    config.topic_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    config.topic_prefix = eventline_test_support::unique_name("t");
     config.partitions = 3;
     config.batch_size = 7;
     Fixture {

@@ -171,3 +171,91 @@ mod tests {
         );
     }
 }
+
+/// The shared Kafka-protocol broker the tests use (`EVENTLINE_TEST_KAFKA_BROKERS`, set by
+/// scripts/test-services.sh; default `127.0.0.1:9092`). Tests keep apart by topic prefix and
+/// consumer group, never by sharing names.
+pub fn kafka_brokers() -> String {
+    std::env::var("EVENTLINE_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A name no other test (or earlier run) uses, for topic prefixes and consumer groups.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A Kafka-protocol broker (Tansu, in memory) of one test's own, so that the test can pause
+/// it without disturbing the others. Killed on drop.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    child: std::process::Child,
+    pub brokers: String,
+}
+
+impl PrivateBroker {
+    /// Starts one, or prints why the test is skipped and returns `None` when the Tansu binary
+    /// is unknown (`EVENTLINE_TEST_TANSU`, exported by scripts/test-services.sh).
+    pub async fn start(test: &str) -> Option<Self> {
+        let Ok(tansu) = std::env::var("EVENTLINE_TEST_TANSU") else {
+            println!(
+                "{test}: skipped, because EVENTLINE_TEST_TANSU is not set (the Tansu broker \
+                 binary; scripts/test.sh sets it)"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = std::process::Command::new(tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the Tansu broker");
+        let brokers = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(&brokers).await.is_ok() {
+                return Some(Self { child, brokers });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the private Tansu broker did not listen on {brokers} within 10 s");
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -64,8 +64,8 @@ impl Projection for AccountsProjection {
         vec![accounts_table(), history_table()]
     }
 
-    fn handles(&self, stream_type: &str) -> bool {
-        stream_type == Account::STREAM_TYPE
+    fn stream_types(&self) -> &'static [&'static str] {
+        &[Account::STREAM_TYPE]
     }
 
     fn apply(&self, event: &Envelope) -> Result<Vec<RowOp>, ProjectionError> {

@@ -1,0 +1,70 @@
+//! Kafka plumbing shared by the relay (producer) and the Kafka projector (consumer).
+//!
+//! The message format itself (topic names, headers, JSON value) is `eventline_core::wire`;
+//! this crate holds what needs `rdkafka`: creating topics and client settings.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// How topics are created when missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSettings {
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        Self {
+            partitions: 12,
+            replication_factor: 1,
+        }
+    }
+}
+
+/// A client configuration for `brokers` (`host:port,host:port`).
+pub fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    config
+}
+
+/// Creates an admin client for `brokers`.
+pub fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    client_config(brokers).create()
+}
+
+/// Creates each of `topics` that does not exist yet. A topic that exists is left as it is
+/// (its partition count is not changed).
+pub async fn ensure_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[String],
+    settings: TopicSettings,
+) -> Result<(), (String, KafkaError)> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|topic| {
+            NewTopic::new(
+                topic,
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication_factor),
+            )
+        })
+        .collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .map_err(|error| (topics.join(", "), error))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err((name, KafkaError::AdminOp(code))),
+        }
+    }
+    Ok(())
+}
