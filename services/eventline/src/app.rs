@@ -134,6 +134,7 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, Ap
 pub struct Services {
     tasks: JoinSet<Result<(), AppError>>,
     shutdown: CancellationToken,
+    addrs: Vec<SocketAddr>,
 }
 
 impl Services {
@@ -141,10 +142,19 @@ impl Services {
         Self {
             tasks: JoinSet::new(),
             shutdown,
+            addrs: Vec::new(),
         }
     }
 
+    /// The addresses the HTTP servers listen on, in the order they were started.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
     fn serve(&mut self, listener: TcpListener, router: Router) {
+        if let Ok(addr) = listener.local_addr() {
+            self.addrs.push(addr);
+        }
         let shutdown = self.shutdown.clone();
         self.tasks.spawn(async move {
             serve(listener, router, shutdown)
@@ -323,6 +333,7 @@ pub async fn project(
             config.topics = args.topics.settings();
             config.group_prefix.clone_from(&args.consumer_group_prefix);
             config.batch_size = args.batch_size as usize;
+            config.session_timeout = std::time::Duration::from_millis(args.kafka_session_timeout_ms);
             for projection in selected {
                 let projector = KafkaProjector::new(db.clone(), projection, config.clone())?;
                 let shutdown = services.shutdown.clone();

@@ -164,6 +164,10 @@ pub struct ProjectArgs {
     pub kafka_brokers: Option<String>,
     #[command(flatten)]
     pub topics: TopicArgs,
+    /// How long the consumer group waits for a silent projector before handing its
+    /// partitions to the others, in milliseconds.
+    #[arg(long, env = "EVENTLINE_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1_000..=300_000))]
+    pub kafka_session_timeout_ms: u64,
     /// Consumer groups are `PREFIX.PROJECTION`, e.g. `eventline.bank-accounts`.
     #[arg(
         long,

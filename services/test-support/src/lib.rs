@@ -37,7 +37,8 @@ pub struct TestDatabase {
     server: Server,
 }
 
-fn with_database(admin_url: &str, name: &str) -> String {
+/// `server_url` (any database URL) with its database replaced by `name`.
+pub fn database_url(admin_url: &str, name: &str) -> String {
     let (base, query) = match admin_url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (admin_url, None),
@@ -70,7 +71,7 @@ impl TestDatabase {
             .expect("create the test database");
         let _ = admin.close().await;
         Self {
-            url: with_database(&admin_url, &name),
+            url: database_url(&admin_url, &name),
             name,
             admin_url,
             server: Server::Postgres,
@@ -97,7 +98,7 @@ impl TestDatabase {
         .expect("create the test database");
         let _ = admin.close().await;
         Self {
-            url: with_database(&admin_url, &name),
+            url: database_url(&admin_url, &name),
             name,
             admin_url,
             server: Server::MySql,
@@ -153,20 +154,20 @@ pub fn mongodb_uri(test: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::database_url;
 
     #[test]
     fn replaces_the_database_of_a_url() {
         assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            database_url("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
             "postgres://postgres@127.0.0.1:5432/t1"
         );
         assert_eq!(
-            with_database("postgres://u:p@h/db?sslmode=disable", "t1"),
+            database_url("postgres://u:p@h/db?sslmode=disable", "t1"),
             "postgres://u:p@h/t1?sslmode=disable"
         );
         assert_eq!(
-            with_database("postgres://h:5432", "t1"),
+            database_url("postgres://h:5432", "t1"),
             "postgres://h:5432/t1"
         );
     }

@@ -15,4 +15,4 @@ pub use account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountStatus, AccountType, CloseAccount,
     DepositFunds, MAX_AMOUNT, OpenAccount, WithdrawFunds,
 };
-pub use projection::{AccountsProjection, accounts_table, history_table};
+pub use projection::{AccountsProjection, accounts_table, history_table, read_model_rows};

@@ -1,9 +1,8 @@
 //! Helpers shared by the projector tests.
 #![allow(dead_code)]
 
-use eventline_bank::{accounts_table, history_table};
 use eventline_core::{Metadata, NewEvent};
-use eventline_readmodel::{ReadModelDb, Select};
+use eventline_readmodel::ReadModelDb;
 use serde_json::json;
 
 pub fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
@@ -24,28 +23,5 @@ pub fn opened(balance: i64) -> NewEvent {
 
 /// Every row of the bank read model, accounts then history, in key order.
 pub async fn all_rows(db: &ReadModelDb) -> Vec<eventline_readmodel::Row> {
-    let accounts = accounts_table();
-    let history = history_table();
-    let mut rows = db
-        .select(&Select {
-            table: &accounts,
-            filters: vec![],
-            order_by: &["id"],
-            after: None,
-            limit: 10_000,
-        })
-        .await
-        .expect("accounts");
-    rows.extend(
-        db.select(&Select {
-            table: &history,
-            filters: vec![],
-            order_by: &["account_id", "version"],
-            after: None,
-            limit: 10_000,
-        })
-        .await
-        .expect("history"),
-    );
-    rows
+    eventline_bank::read_model_rows(db).await.expect("read model rows")
 }
