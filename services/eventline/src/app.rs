@@ -333,7 +333,8 @@ pub async fn project(
             config.topics = args.topics.settings();
             config.group_prefix.clone_from(&args.consumer_group_prefix);
             config.batch_size = args.batch_size as usize;
-            config.session_timeout = std::time::Duration::from_millis(args.kafka_session_timeout_ms);
+            config.session_timeout =
+                std::time::Duration::from_millis(args.kafka_session_timeout_ms);
             for projection in selected {
                 let projector = KafkaProjector::new(db.clone(), projection, config.clone())?;
                 let shutdown = services.shutdown.clone();

@@ -83,7 +83,13 @@ impl Pipeline {
         .await;
         let projector = start(
             &[
-                &["project", "--source", "kafka", "--read-model", &read_model_url][..],
+                &[
+                    "project",
+                    "--source",
+                    "kafka",
+                    "--read-model",
+                    &read_model_url,
+                ][..],
                 &["--consumer-group-prefix", &prefix],
                 &["--kafka-session-timeout-ms", "6000"],
                 &kafka,
@@ -121,10 +127,14 @@ impl Pipeline {
         let replay = ReadModelDb::open_sqlite(replay_dir.path().join("replay.sqlite"))
             .await
             .expect("replay db");
-        StoreProjector::new(Arc::clone(&store), replay.clone(), Arc::new(AccountsProjection))
-            .catch_up()
-            .await
-            .expect("replay");
+        StoreProjector::new(
+            Arc::clone(&store),
+            replay.clone(),
+            Arc::new(AccountsProjection),
+        )
+        .catch_up()
+        .await
+        .expect("replay");
         let expected = read_model_rows(&replay).await.expect("replayed rows");
         let live = ReadModelDb::connect(&self.read_model_url)
             .await
@@ -166,7 +176,10 @@ async fn bank_traffic(client: &Client, accounts: usize) -> Vec<(String, u64, i64
             assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
         }
         let answer = client
-            .post(&format!("/accounts/{id}/withdrawals"), json!({"amount": 30}))
+            .post(
+                &format!("/accounts/{id}/withdrawals"),
+                json!({"amount": 30}),
+            )
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
         out.push((id, 6, 110));
@@ -180,7 +193,10 @@ async fn end_to_end(store_url: &str, read_model_url: Option<&str>) {
     for (id, version, balance) in &accounts {
         let account = account_at_version(&pipeline.client, id, *version).await;
         assert_eq!(account["balance"], *balance);
-        let history = pipeline.client.get(&format!("/accounts/{id}/history")).await;
+        let history = pipeline
+            .client
+            .get(&format!("/accounts/{id}/history"))
+            .await;
         assert_eq!(history.status, StatusCode::OK);
     }
     pipeline.assert_read_model_equals_replay().await;
@@ -209,7 +225,8 @@ async fn postgres_store_through_kafka_into_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mongodb_store_through_kafka_into_postgres() {
-    let Some(server) = eventline_test_support::mongodb_uri("mongodb_store_through_kafka_into_postgres")
+    let Some(server) =
+        eventline_test_support::mongodb_uri("mongodb_store_through_kafka_into_postgres")
     else {
         return;
     };

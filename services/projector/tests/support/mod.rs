@@ -23,5 +23,7 @@ pub fn opened(balance: i64) -> NewEvent {
 
 /// Every row of the bank read model, accounts then history, in key order.
 pub async fn all_rows(db: &ReadModelDb) -> Vec<eventline_readmodel::Row> {
-    eventline_bank::read_model_rows(db).await.expect("read model rows")
+    eventline_bank::read_model_rows(db)
+        .await
+        .expect("read model rows")
 }
