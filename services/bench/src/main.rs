@@ -22,6 +22,8 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod projector;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Bench {
     /// Appends of 1 and of 10 events, straight to SQLite and PostgreSQL.
@@ -30,6 +32,8 @@ enum Bench {
     Commands,
     /// The relay publishing a PostgreSQL store to Kafka (EVENTLINE_TEST_KAFKA_BROKERS).
     Relay,
+    /// The Kafka projector into PostgreSQL, next to a raw COPY of the same rows.
+    Projector,
 }
 
 #[derive(Debug, Parser)]
@@ -40,7 +44,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "appends,commands,relay"
+        default_value = "appends,commands,relay,projector"
     )]
     only: Vec<Bench>,
     /// Concurrent clients.
@@ -55,6 +59,12 @@ struct Args {
     /// Events the relay benchmark publishes.
     #[arg(long, default_value_t = 200_000)]
     relay_events: usize,
+    /// Events the projector benchmark consumes (100 per account).
+    #[arg(long, default_value_t = 1_000_000)]
+    projector_events: usize,
+    /// Messages per projector round (default: the projector's own default).
+    #[arg(long)]
+    projector_batch: Option<usize>,
     /// Connections to PostgreSQL (default: one per client, plus two).
     #[arg(long)]
     pool: Option<u32>,
@@ -278,6 +288,7 @@ async fn main() -> anyhow::Result<()> {
         args.seconds = 0.5;
         args.accounts = args.accounts.min(50);
         args.relay_events = args.relay_events.min(2_000);
+        args.projector_events = args.projector_events.min(5_000);
     }
     if args.clients == 0 || args.seconds <= 0.0 {
         bail!("--clients and --seconds must be greater than 0");
@@ -321,6 +332,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.only.contains(&Bench::Relay) {
         relay(&args).await?;
+    }
+    if args.only.contains(&Bench::Projector) {
+        projector::run(args.projector_events, args.projector_batch).await?;
     }
     Ok(())
 }

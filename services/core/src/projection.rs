@@ -65,7 +65,7 @@ impl Table {
 }
 
 /// A value written to or read from a read-model column.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Value {
     Null,
     Int(i64),
@@ -107,6 +107,17 @@ impl From<DateTime<Utc>> for Value {
 impl<T: Into<Value>> From<Option<T>> for Value {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
+    }
+}
+
+impl RowOp {
+    /// The table the change is on.
+    pub fn table(&self) -> &'static str {
+        match self {
+            RowOp::Upsert { table, .. }
+            | RowOp::Update { table, .. }
+            | RowOp::Delete { table, .. } => table,
+        }
     }
 }
 

@@ -184,8 +184,9 @@ pub struct ProjectArgs {
     /// Connections to the read-model database.
     #[arg(long, env = "EVENTLINE_READ_MODEL_POOL_SIZE", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub read_model_pool_size: u32,
-    /// Events per projector transaction (from Kafka: messages per round, split by partition).
-    #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// Events per projector transaction (from Kafka: the most messages per round, split by
+    /// partition; a round takes what has arrived, so small rounds when traffic is light).
+    #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:9090")]

@@ -59,7 +59,7 @@ impl KafkaProjectorConfig {
             topic_prefix: "eventline".to_owned(),
             topics: TopicSettings::default(),
             group_prefix: "eventline".to_owned(),
-            batch_size: 2_000,
+            batch_size: 20_000,
             batch_wait: Duration::from_millis(20),
             session_timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(10),

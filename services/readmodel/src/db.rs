@@ -17,6 +17,12 @@ use sqlx::{AssertSqlSafe, Executor, IntoArguments};
 use crate::backend::{Args, Backend};
 use crate::dialect::Dialect;
 use crate::error::ReadModelError;
+use crate::plan::{Added, Columns, Pending, WritePlan};
+
+/// Bind parameters per multi-row statement (PostgreSQL allows 65,535, SQLite 32,766).
+const BINDS_PER_STATEMENT: usize = 30_000;
+/// Rows per multi-row statement at most.
+const ROWS_PER_STATEMENT: usize = 512;
 
 /// Where the projector's progress is kept, in the read model's own database.
 const CHECKPOINTS: &str = "eventline_checkpoints";
@@ -28,7 +34,7 @@ const STREAM_VERSIONS: &str = "eventline_stream_versions";
 /// The next offset of each Kafka partition a projection consumes, written with the batch.
 const KAFKA_OFFSETS: &str = "eventline_kafka_offsets";
 /// Stream-version rows written per statement.
-const VERSION_ROWS_PER_STATEMENT: usize = 500;
+const VERSION_ROWS_PER_STATEMENT: usize = 512;
 
 fn checkpoints_table() -> Table {
     Table {
@@ -574,6 +580,7 @@ where
         .collect();
     let mut versions = stream_versions::<DB>(conn, schema.projection, &tracked).await?;
     let mut changed: Vec<&str> = Vec::new();
+    let mut plan = WritePlan::default();
     let mut outcome = BatchOutcome {
         checkpoint,
         ..BatchOutcome::default()
@@ -613,7 +620,13 @@ where
             }
         };
         if !isolate_events {
-            apply_ops::<DB>(conn, schema, ops).await?;
+            for op in ops {
+                let table = schema.table(op.table())?;
+                if plan.add(table, op)? == Added::FlushFirst {
+                    flush::<DB>(conn, schema, &mut plan).await?;
+                    plan.add(table, op)?;
+                }
+            }
             outcome.applied += 1;
             continue;
         }
@@ -641,6 +654,7 @@ where
         )
         .await?;
     }
+    flush::<DB>(conn, schema, &mut plan).await?;
     changed.sort_unstable();
     changed.dedup();
     record_stream_versions::<DB>(conn, schema, &changed, &versions).await?;
@@ -724,7 +738,7 @@ where
     let dialect = DB::DIALECT;
     let mut versions = HashMap::with_capacity(streams.len());
     let projection = Value::from(projection);
-    for chunk in streams.chunks(VERSION_ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(streams, VERSION_ROWS_PER_STATEMENT) {
         let ids: Vec<Value> = chunk.iter().map(|id| Value::from(*id)).collect();
         let sql = dialect.select_stream_versions(chunk.len());
         let mut query = DB::bind(sqlx::query(AssertSqlSafe(sql)), &projection);
@@ -764,7 +778,7 @@ where
     let dialect = DB::DIALECT;
     let table = schema.table(STREAM_VERSIONS)?;
     let projection = Value::from(schema.projection);
-    for chunk in changed.chunks(VERSION_ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(changed, VERSION_ROWS_PER_STATEMENT) {
         let values: Vec<(Value, Value)> = chunk
             .iter()
             .map(|id| (Value::from(*id), Value::from(versions[id])))
@@ -780,6 +794,135 @@ where
             .execute(&mut *conn)
             .await
             .map_err(database_error(dialect, "recording stream versions"))?;
+    }
+    Ok(())
+}
+
+/// Splits `items` into chunks whose lengths are powers of two of at most `max`: multi-row
+/// statements then come in a few shapes only, which the connection prepares once and reuses
+/// (a statement for every possible row count would be planned anew nearly every time).
+fn statement_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let largest = if max.is_power_of_two() {
+        max
+    } else {
+        (max.next_power_of_two() / 2).max(1)
+    };
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = if rest.len() >= largest {
+            largest
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Writes what `plan` holds: per table, deletes, then upserts and updates many rows per
+/// statement, grouped by the columns they write. An update that finds no row fails with
+/// [`ReadModelError::MissingRow`] (the batch is then applied event by event).
+async fn flush<DB: Backend>(
+    conn: &mut DB::Connection,
+    schema: &Schema,
+    plan: &mut WritePlan,
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let dialect = DB::DIALECT;
+    for (table_name, writes) in plan.take() {
+        let table = schema.table(table_name)?;
+        let mut upserts: Vec<(Vec<&'static str>, Vec<Columns>)> = Vec::new();
+        let mut updates: Vec<(Vec<&'static str>, Vec<&'static str>, Vec<_>)> = Vec::new();
+        for write in writes {
+            match write {
+                Pending::Delete(key) => {
+                    let op = RowOp::Delete {
+                        table: table.name,
+                        key,
+                    };
+                    apply_ops::<DB>(conn, schema, std::slice::from_ref(&op)).await?;
+                }
+                Pending::Upsert(row) => {
+                    let columns: Vec<&'static str> = row.iter().map(|(c, _)| *c).collect();
+                    match upserts.iter_mut().find(|(c, _)| *c == columns) {
+                        Some((_, rows)) => rows.push(row),
+                        None => upserts.push((columns, vec![row])),
+                    }
+                }
+                Pending::Update { key, set } => {
+                    let batched = dialect == Dialect::Postgres
+                        && !key.iter().chain(&set).any(|(_, v)| *v == Value::Null);
+                    if !batched {
+                        let op = RowOp::Update {
+                            table: table.name,
+                            key,
+                            set,
+                        };
+                        apply_ops::<DB>(conn, schema, std::slice::from_ref(&op)).await?;
+                        continue;
+                    }
+                    let key_columns: Vec<&'static str> = key.iter().map(|(c, _)| *c).collect();
+                    let set_columns: Vec<&'static str> = set.iter().map(|(c, _)| *c).collect();
+                    match updates
+                        .iter_mut()
+                        .find(|(k, s, _)| *k == key_columns && *s == set_columns)
+                    {
+                        Some((_, _, rows)) => rows.push((key, set)),
+                        None => updates.push((key_columns, set_columns, vec![(key, set)])),
+                    }
+                }
+            }
+        }
+        for (columns, rows) in &upserts {
+            columns_of(table, &rows[0])?;
+            let per_statement = (BINDS_PER_STATEMENT / columns.len()).clamp(1, ROWS_PER_STATEMENT);
+            for chunk in statement_chunks(rows, per_statement) {
+                let sql = dialect.upsert_rows(table, columns, chunk.len());
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (_, value) in chunk.iter().flatten() {
+                    query = DB::bind(query, value);
+                }
+                query.execute(&mut *conn).await.map_err(database_error(
+                    dialect,
+                    format!("upserting into {}", table.name),
+                ))?;
+            }
+        }
+        for (key_columns, set_columns, rows) in &updates {
+            columns_of(table, &rows[0].0)?;
+            columns_of(table, &rows[0].1)?;
+            let width = key_columns.len() + set_columns.len();
+            let per_statement = (BINDS_PER_STATEMENT / width).clamp(1, ROWS_PER_STATEMENT);
+            for chunk in statement_chunks(rows, per_statement) {
+                let sql = dialect.update_rows(table, set_columns, key_columns, chunk.len());
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (key, set) in chunk {
+                    for (_, value) in key.iter().chain(set) {
+                        query = DB::bind(query, value);
+                    }
+                }
+                let done = query
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(database_error(dialect, format!("updating {}", table.name)))?;
+                if DB::rows_affected(&done) != chunk.len() as u64 {
+                    return Err(ReadModelError::MissingRow {
+                        table: table.name.to_owned(),
+                        key: format!("one of {} keys updated together", chunk.len()),
+                    });
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -964,4 +1107,19 @@ fn columns_of(
             }),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_chunks;
+
+    #[test]
+    fn statements_come_in_power_of_two_sizes() {
+        let items: Vec<u32> = (0..1_234).collect();
+        let sizes: Vec<usize> = statement_chunks(&items, 512).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [512, 512, 128, 64, 16, 2]);
+        let sizes: Vec<usize> = statement_chunks(&items[..7], 3).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [2, 2, 2, 1]);
+        assert_eq!(statement_chunks::<u32>(&[], 8).count(), 0);
+    }
 }

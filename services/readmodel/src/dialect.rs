@@ -177,6 +177,52 @@ impl Dialect {
         )
     }
 
+    /// PostgreSQL only: set `set` columns of `rows` rows, each found by its `key` columns, in
+    /// one statement. Binds, row by row: the key values, then the set values. The statement
+    /// reports how many rows it matched, so a missing row is noticed.
+    pub fn update_rows(self, table: &Table, set: &[&str], key: &[&str], rows: usize) -> String {
+        debug_assert_eq!(self, Dialect::Postgres);
+        let columns: Vec<&str> = key.iter().chain(set).copied().collect();
+        let width = columns.len();
+        let values: Vec<String> = (0..rows)
+            .map(|row| {
+                let cells: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let ty = table
+                            .column(c)
+                            .map_or("TEXT", |c| self.column_type(c.ty, false));
+                        format!("{}::{ty}", self.placeholder(row * width + i + 1))
+                    })
+                    .collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let assignments: Vec<String> = set
+            .iter()
+            .map(|c| format!("{q} = v.{q}", q = self.quote(c)))
+            .collect();
+        let matches: Vec<String> = key
+            .iter()
+            .map(|c| {
+                format!(
+                    "{t}.{q} = v.{q}",
+                    t = self.quote(table.name),
+                    q = self.quote(c)
+                )
+            })
+            .collect();
+        format!(
+            "UPDATE {} SET {} FROM (VALUES {}) AS v ({}) WHERE {}",
+            self.quote(table.name),
+            assignments.join(", "),
+            values.join(", "),
+            self.list(&columns),
+            matches.join(" AND ")
+        )
+    }
+
     /// The applied versions of `streams` streams of one projection (`projection` is bound
     /// first, then the stream ids).
     pub fn select_stream_versions(self, streams: usize) -> String {
@@ -303,11 +349,12 @@ impl Dialect {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use eventline_core::{Column, Index};
 
-    fn accounts() -> Table {
+    /// An accounts table with an index, for tests of SQL rendering and write plans.
+    pub(crate) fn accounts() -> Table {
         Table {
             name: "accounts",
             columns: vec![
@@ -409,6 +456,15 @@ mod tests {
         );
         assert!(d.checkpoint_for_update().ends_with(" FOR UPDATE"));
         assert!(d.partition_offset_for_update().ends_with(" FOR UPDATE"));
+    }
+
+    #[test]
+    fn renders_postgres_multi_row_updates_with_typed_values() {
+        assert_eq!(
+            Dialect::Postgres.update_rows(&accounts(), &["balance"], &["id"], 2),
+            "UPDATE \"accounts\" SET \"balance\" = v.\"balance\" FROM (VALUES ($1::TEXT, $2::BIGINT), \
+             ($3::TEXT, $4::BIGINT)) AS v (\"id\", \"balance\") WHERE \"accounts\".\"id\" = v.\"id\""
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod db;
 mod dialect;
 mod error;
 mod lease;
+mod plan;
 mod query;
 
 pub use db::{BatchOutcome, BatchSource, PartitionOffset, ProjectedEvent, ReadModelDb, Schema};
