@@ -17,6 +17,7 @@ use sqlx::{AssertSqlSafe, Executor, IntoArguments};
 use crate::backend::{Args, Backend};
 use crate::dialect::Dialect;
 use crate::error::ReadModelError;
+use crate::migrate;
 use crate::plan::{Added, Columns, Pending, WritePlan};
 
 /// Bind parameters per multi-row statement (PostgreSQL allows 65,535, SQLite 32,766).
@@ -46,6 +47,21 @@ fn checkpoints_table() -> Table {
             Column::new("updated_at", ColumnType::Timestamp),
         ],
         primary_key: &["projection"],
+        indexes: vec![],
+    }
+}
+
+/// Where each table's declaration is recorded, for migrations (see [`crate::migrate`]).
+fn definitions_table() -> Table {
+    Table {
+        name: "eventline_table_definitions",
+        columns: vec![
+            Column::new("table_name", ColumnType::Text),
+            Column::new("projection", ColumnType::Text),
+            Column::new("definition", ColumnType::Text),
+            Column::new("updated_at", ColumnType::Timestamp),
+        ],
+        primary_key: &["table_name"],
         indexes: vec![],
     }
 }
@@ -288,6 +304,8 @@ impl ReadModelDb {
         &self,
         projection: &dyn Projection,
     ) -> Result<Schema, ReadModelError> {
+        let definitions = definitions_table();
+        self.create_table(&definitions).await?;
         let mut tables = HashMap::new();
         for table in projection.tables().into_iter().chain([
             checkpoints_table(),
@@ -296,22 +314,7 @@ impl ReadModelDb {
             kafka_offsets_table(),
         ]) {
             check_table(&table)?;
-            for statement in self.dialect().create_table(&table) {
-                let action = format!("creating table {}", table.name);
-                // Two processes creating the same table at once can make PostgreSQL's
-                // `IF NOT EXISTS` fail on its catalog; the second try sees the table.
-                let mut attempt = 1;
-                loop {
-                    let created = with_pool!(self, pool => execute_on(pool, statement.clone(), &action).await);
-                    match created {
-                        Err(error) if error.is_data_error() && attempt < 5 => {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        other => break other?,
-                    }
-                }
-            }
+            self.migrate_table(projection.name(), &table).await?;
             tables.insert(table.name, table);
         }
         let schema = Schema {
@@ -323,6 +326,108 @@ impl ReadModelDb {
         let row = start_checkpoint(schema.projection);
         with_pool!(self, pool => initialise_row(pool, checkpoints, &row).await)?;
         Ok(schema)
+    }
+
+    /// Creates `table` and its indexes if they do not exist.
+    async fn create_table(&self, table: &Table) -> Result<(), ReadModelError> {
+        for statement in self.dialect().create_table(table) {
+            let action = format!("creating table {}", table.name);
+            self.execute_retrying(statement, &action).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a DDL statement; two processes preparing the same schema at once can make
+    /// PostgreSQL's `IF NOT EXISTS` fail on its catalog, and the second try sees the table.
+    async fn execute_retrying(
+        &self,
+        statement: String,
+        action: &str,
+    ) -> Result<(), ReadModelError> {
+        let mut attempt = 1;
+        loop {
+            let done = with_pool!(self, pool => execute_on(pool, statement.clone(), action).await);
+            match done {
+                Err(error) if error.is_data_error() && attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The definition recorded for `table` when Eventline created or last migrated it.
+    async fn recorded_definition(&self, table: &str) -> Result<Option<String>, ReadModelError> {
+        let definitions = definitions_table();
+        let rows = self
+            .select(&crate::query::Select {
+                table: &definitions,
+                filters: vec![("table_name", Value::from(table))],
+                order_by: &["table_name"],
+                after: None,
+                limit: 1,
+            })
+            .await?;
+        Ok(rows
+            .first()
+            .and_then(|row| row["definition"].as_str().map(str::to_owned)))
+    }
+
+    /// Creates `table`, or brings it from its recorded definition to the declared one when
+    /// the change is additive (see [`crate::migrate`]); refuses any other change.
+    async fn migrate_table(&self, projection: &str, table: &Table) -> Result<(), ReadModelError> {
+        let declared = migrate::definition(table);
+        let record = |definition: &str| {
+            vec![
+                ("table_name", Value::from(table.name)),
+                ("projection", Value::from(projection)),
+                ("definition", Value::from(definition)),
+                ("updated_at", Value::Timestamp(Utc::now())),
+            ]
+        };
+        let definitions = definitions_table();
+        let Some(recorded) = self.recorded_definition(table.name).await? else {
+            self.create_table(table).await?;
+            let row = record(&declared);
+            return with_pool!(self, pool => initialise_row(pool, &definitions, &row).await);
+        };
+        if recorded == declared {
+            return Ok(());
+        }
+        let migration =
+            migrate::plan(&recorded, table).map_err(|reason| ReadModelError::Schema {
+                table: table.name.to_owned(),
+                reason,
+            })?;
+        let dialect = self.dialect();
+        let statements = migration
+            .add_columns
+            .iter()
+            .map(|column| dialect.add_column(table, column))
+            .chain(
+                migration
+                    .add_indexes
+                    .iter()
+                    .map(|index| dialect.create_index(table, index)),
+            );
+        for statement in statements {
+            let action = format!("migrating table {}", table.name);
+            if let Err(error) = with_pool!(self, pool => execute_on(pool, statement, &action).await)
+            {
+                // Another process may have migrated it a moment ago.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if self.recorded_definition(table.name).await?.as_deref() == Some(declared.as_str())
+                {
+                    return Ok(());
+                }
+                return Err(error);
+            }
+        }
+        tracing::info!(table = table.name, projection, from = %recorded, to = %declared,
+            "read-model table migrated");
+        let row = record(&declared);
+        with_pool!(self, pool => upsert_row(pool, &definitions, &row).await)
     }
 
     /// The last position this projection has applied ([`Position::START`] when none).
@@ -450,6 +555,29 @@ where
         .map_err(database_error(DB::DIALECT, action))?;
     sqlx::query(AssertSqlSafe(sql))
         .execute(&mut *conn)
+        .await
+        .map(drop)
+        .map_err(database_error(DB::DIALECT, action))
+}
+
+/// Inserts `row` or overwrites the row with its primary key, on a connection of its own.
+async fn upsert_row<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    table: &Table,
+    row: &[(&'static str, Value)],
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let action = format!("writing {}", table.name);
+    let columns = columns_of(table, row)?;
+    let mut query = sqlx::query(AssertSqlSafe(DB::DIALECT.upsert(table, &columns)));
+    for (_, value) in row {
+        query = DB::bind(query, value);
+    }
+    query
+        .execute(pool)
         .await
         .map(drop)
         .map_err(database_error(DB::DIALECT, action))

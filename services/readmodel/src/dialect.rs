@@ -1,6 +1,6 @@
 use std::fmt::Write;
 
-use eventline_core::{ColumnType, Table};
+use eventline_core::{Column, ColumnType, Index, Table};
 
 /// The SQL differences between the databases a read model can live in.
 ///
@@ -96,14 +96,41 @@ impl Dialect {
         ddl.push(')');
         let mut statements = vec![ddl];
         for index in &table.indexes {
-            statements.push(format!(
+            statements.push(self.create_index(table, index));
+        }
+        statements
+    }
+
+    /// Adds a (nullable) column to an existing table.
+    pub fn add_column(self, table: &Table, column: &Column) -> String {
+        let indexed = table
+            .indexes
+            .iter()
+            .any(|i| i.columns.contains(&column.name));
+        format!(
+            "ALTER TABLE {} ADD COLUMN {} {}",
+            self.quote(table.name),
+            self.quote(column.name),
+            self.column_type(column.ty, indexed)
+        )
+    }
+
+    /// Creates an index of an existing table.
+    pub fn create_index(self, table: &Table, index: &Index) -> String {
+        match self {
+            Dialect::MySql => format!(
+                "ALTER TABLE {} ADD INDEX {} ({})",
+                self.quote(table.name),
+                self.quote(index.name),
+                self.list(index.columns)
+            ),
+            Dialect::Sqlite | Dialect::Postgres => format!(
                 "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
                 self.quote(index.name),
                 self.quote(table.name),
                 self.list(index.columns)
-            ));
+            ),
         }
-        statements
     }
 
     fn list(self, columns: &[&str]) -> String {
@@ -351,7 +378,6 @@ impl Dialect {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use eventline_core::{Column, Index};
 
     /// An accounts table with an index, for tests of SQL rendering and write plans.
     pub(crate) fn accounts() -> Table {

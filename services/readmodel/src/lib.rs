@@ -15,6 +15,7 @@ mod db;
 mod dialect;
 mod error;
 mod lease;
+mod migrate;
 mod plan;
 mod query;
 

@@ -263,3 +263,123 @@ async fn mariadb_lease() {
     let database = TestDatabase::mysql().await;
     one_holder_at_a_time(ReadModelDb::connect(&database.url).await.expect("connect")).await;
 }
+
+/// A projection whose tables are given, to change them between runs.
+#[derive(Debug)]
+struct Drafts(Vec<Table>);
+
+impl Projection for Drafts {
+    fn name(&self) -> &'static str {
+        "drafts"
+    }
+    fn tables(&self) -> Vec<Table> {
+        self.0.clone()
+    }
+    fn stream_types(&self) -> &'static [&'static str] {
+        &["drafts"]
+    }
+    fn apply(&self, _: &Envelope) -> Result<Vec<RowOp>, ProjectionError> {
+        Ok(Vec::new())
+    }
+}
+
+fn drafts() -> Table {
+    Table {
+        name: "drafts",
+        columns: vec![
+            Column::new("id", ColumnType::Text),
+            Column::new("words", ColumnType::BigInt),
+        ],
+        primary_key: &["id"],
+        indexes: vec![],
+    }
+}
+
+/// Additive changes migrate the table in place, keeping its rows; others are refused.
+async fn migrations(db: ReadModelDb) {
+    let v1 = drafts();
+    let schema = db
+        .ensure_schema(&Drafts(vec![v1.clone()]))
+        .await
+        .expect("v1");
+    let event = envelope(1);
+    let row = |words: i64| {
+        vec![RowOp::Upsert {
+            table: "drafts",
+            row: vec![("id", Value::from("d1")), ("words", Value::Int(words))],
+        }]
+    };
+    db.apply_batch(
+        &schema,
+        &[ProjectedEvent {
+            event: &event,
+            ops: Ok(row(3)),
+        }],
+    )
+    .await
+    .expect("v1 row");
+
+    let mut v2 = drafts();
+    v2.columns.push(Column::nullable("title", ColumnType::Text));
+    v2.indexes.push(Index {
+        name: "drafts_by_title",
+        columns: &["title", "id"],
+    });
+    db.ensure_schema(&Drafts(vec![v2.clone()]))
+        .await
+        .expect("v2 migrates");
+    db.ensure_schema(&Drafts(vec![v2.clone()]))
+        .await
+        .expect("v2 again is a no-op");
+    let rows = db
+        .select(&Select {
+            table: &v2,
+            filters: vec![],
+            order_by: &["id"],
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("select v2");
+    assert_eq!(
+        serde_json::Value::Array(rows.into_iter().map(serde_json::Value::Object).collect()),
+        json!([{ "id": "d1", "words": 3, "title": null }])
+    );
+
+    let mut v3 = v2.clone();
+    v3.columns[1] = Column::new("words", ColumnType::Text);
+    let refused = db
+        .ensure_schema(&Drafts(vec![v3]))
+        .await
+        .expect_err("a retyped column is refused");
+    let text = refused.to_string();
+    assert!(text.contains("drafts"), "{text}");
+    assert!(
+        text.contains("column \"words bigint\" became \"words text\""),
+        "{text}"
+    );
+    assert!(text.contains("replay the projection"), "{text}");
+}
+
+#[tokio::test]
+async fn sqlite_migrations() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    migrations(
+        ReadModelDb::open_sqlite(dir.path().join("rm.sqlite"))
+            .await
+            .expect("open"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_migrations() {
+    let database = TestDatabase::postgres().await;
+    migrations(ReadModelDb::connect(&database.url).await.expect("connect")).await;
+}
+
+#[tokio::test]
+async fn mariadb_migrations() {
+    let database = TestDatabase::mysql().await;
+    migrations(ReadModelDb::connect(&database.url).await.expect("connect")).await;
+}
