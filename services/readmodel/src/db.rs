@@ -570,17 +570,11 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     Args<DB>: IntoArguments<DB>,
 {
-    let action = format!("writing {}", table.name);
-    let columns = columns_of(table, row)?;
-    let mut query = sqlx::query(AssertSqlSafe(DB::DIALECT.upsert(table, &columns)));
-    for (_, value) in row {
-        query = DB::bind(query, value);
-    }
-    query
-        .execute(pool)
-        .await
-        .map(drop)
-        .map_err(database_error(DB::DIALECT, action))
+    let mut conn = pool.acquire().await.map_err(database_error(
+        DB::DIALECT,
+        format!("writing {}", table.name),
+    ))?;
+    write_row::<DB>(&mut conn, table, row, true).await
 }
 
 /// Inserts `row` unless a row with its primary key exists, on a connection of its own.
@@ -610,9 +604,29 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     Args<DB>: IntoArguments<DB>,
 {
-    let action = format!("initialising {}", table.name);
+    write_row::<DB>(conn, table, row, false).await
+}
+
+/// Inserts `row`; when its primary key exists, overwrites that row if `overwrite`, else
+/// leaves it.
+async fn write_row<DB: Backend>(
+    conn: &mut DB::Connection,
+    table: &Table,
+    row: &[(&'static str, Value)],
+    overwrite: bool,
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let action = format!("writing {}", table.name);
     let columns = columns_of(table, row)?;
-    let mut query = sqlx::query(AssertSqlSafe(DB::DIALECT.insert_if_absent(table, &columns)));
+    let sql = if overwrite {
+        DB::DIALECT.upsert(table, &columns)
+    } else {
+        DB::DIALECT.insert_if_absent(table, &columns)
+    };
+    let mut query = sqlx::query(AssertSqlSafe(sql));
     for (_, value) in row {
         query = DB::bind(query, value);
     }
