@@ -55,6 +55,8 @@ pub enum AppError {
     UnknownProjection { name: String, known: String },
     #[error("{0} is required")]
     MissingFlag(&'static str),
+    #[error("kafka: {0}")]
+    Kafka(String),
     #[error("a service task panicked: {0}")]
     Panicked(String),
 }
@@ -93,6 +95,24 @@ fn read_model_check(db: ReadModelDb) -> (&'static str, ReadyCheck) {
         Box::pin(async move { db.ping().await.map_err(|e| e.to_string()) })
     });
     ("read_model", check)
+}
+
+/// Ready when the Kafka cluster answers a metadata request within two seconds.
+fn kafka_check(brokers: &str) -> Result<(&'static str, ReadyCheck), AppError> {
+    let probe = Arc::new(
+        eventline_kafka::BrokerProbe::new(brokers)
+            .map_err(|e| AppError::Kafka(format!("creating the readiness probe: {e}")))?,
+    );
+    let check: ReadyCheck = Arc::new(move || {
+        let probe = Arc::clone(&probe);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || probe.check(std::time::Duration::from_secs(2)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        })
+    });
+    Ok(("kafka", check))
 }
 
 /// The command service: every domain's command routes plus the operational endpoints.
@@ -342,6 +362,7 @@ pub async fn project(
                     .tasks
                     .spawn(async move { projector.run(shutdown).await.map_err(AppError::from) });
             }
+            checks.push(kafka_check(brokers)?);
             tracing::info!(brokers = %brokers, read_model = %args.read_model, "kafka projector is up");
         }
         // clap requires the flag the source needs.
@@ -374,7 +395,11 @@ pub async fn relay(args: &RelayArgs, shutdown: CancellationToken) -> Result<Serv
         .tasks
         .spawn(async move { relay.run(shutdown).await.map_err(AppError::from) });
     tracing::info!(store = %args.store.url, brokers = %args.kafka_brokers, "relay is up");
-    let checks = vec![store_check(store), read_model_check(checkpoints)];
+    let checks = vec![
+        store_check(store),
+        read_model_check(checkpoints),
+        kafka_check(&args.kafka_brokers)?,
+    ];
     services.serve(
         listener,
         ops_routes(checks, utoipa::openapi::OpenApi::default()),

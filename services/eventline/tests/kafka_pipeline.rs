@@ -46,6 +46,21 @@ async fn start(args: &[&str], shutdown: &CancellationToken) -> Services {
 }
 
 impl Pipeline {
+    /// The projector's `/readyz`: its status code and the Kafka check's answer.
+    async fn projector_readiness(&self) -> (StatusCode, serde_json::Value) {
+        let addr = self.services[2].addrs()[0];
+        let answer = self
+            .client
+            .http
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.expect("json");
+        (status, body["checks"]["kafka"].clone())
+    }
+
     /// `read_model_url` of `None`: a SQLite file in a temporary directory.
     async fn start(store_url: &str, read_model_url: Option<&str>, brokers: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -200,6 +215,10 @@ async fn end_to_end(store_url: &str, read_model_url: Option<&str>) {
         assert_eq!(history.status, StatusCode::OK);
     }
     pipeline.assert_read_model_equals_replay().await;
+    assert_eq!(
+        pipeline.projector_readiness().await,
+        (StatusCode::OK, json!("ok"))
+    );
     pipeline.stop().await;
 }
 
@@ -271,9 +290,13 @@ async fn a_paused_broker_delays_events_but_loses_and_reorders_nothing() {
         version += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // Nothing could reach the read model while the broker was frozen.
+    // Nothing could reach the read model while the broker was frozen, and the projector said
+    // it was not ready, naming Kafka.
     let stale = client.get(&format!("/accounts/{}", ids[0])).await;
     assert_eq!(stale.body["version"], 1, "{:?}", stale.body);
+    let (status, kafka) = pipeline.projector_readiness().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{kafka}");
+    assert_ne!(kafka, json!("ok"));
     broker.resume();
 
     for id in &ids {

@@ -36,6 +36,37 @@ pub fn admin_client(brokers: &str) -> Result<AdminClient<DefaultClientContext>, 
     client_config(brokers).create()
 }
 
+/// A client that only asks the brokers for metadata: a readiness probe.
+pub struct BrokerProbe {
+    consumer: rdkafka::consumer::BaseConsumer,
+}
+
+impl std::fmt::Debug for BrokerProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerProbe").finish_non_exhaustive()
+    }
+}
+
+impl BrokerProbe {
+    pub fn new(brokers: &str) -> Result<Self, KafkaError> {
+        Ok(Self {
+            consumer: client_config(brokers).create()?,
+        })
+    }
+
+    /// Asks the cluster for its brokers, waiting at most `timeout` (this blocks the thread).
+    pub fn check(&self, timeout: std::time::Duration) -> Result<(), KafkaError> {
+        use rdkafka::consumer::Consumer as _;
+        let metadata = self.consumer.fetch_metadata(None, timeout)?;
+        if metadata.brokers().is_empty() {
+            return Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::BrokerNotAvailable,
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Creates each of `topics` that does not exist yet. A topic that exists is left as it is
 /// (its partition count is not changed).
 pub async fn ensure_topics(
