@@ -1,4 +1,9 @@
-use eventline_core::{Aggregate, DomainError, DomainEvent, FieldError, Rejection};
+use std::sync::OnceLock;
+
+use eventline_core::{
+    Aggregate, DomainError, DomainEvent, FieldError, FnUpcaster, Rejection, UpcastError,
+    UpcasterChain,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -70,8 +75,10 @@ pub enum AccountCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum AccountEvent {
+    /// Schema version 2 names the holder `holder_name` (version 1 said `holder`; stored v1
+    /// events are upcast on read, see [`AccountEvent::upcasters`]).
     AccountOpened {
-        holder: String,
+        holder_name: String,
         account_type: AccountType,
         opening_balance: i64,
     },
@@ -95,6 +102,43 @@ impl DomainEvent for AccountEvent {
             AccountEvent::AccountClosed {} => "AccountClosed",
         }
     }
+
+    fn schema_version(event_type: &str) -> u32 {
+        match event_type {
+            "AccountOpened" => 2,
+            _ => 1,
+        }
+    }
+
+    fn upcasters() -> &'static UpcasterChain {
+        static CHAIN: OnceLock<UpcasterChain> = OnceLock::new();
+        CHAIN.get_or_init(|| {
+            UpcasterChain::new().with(FnUpcaster {
+                event_type: "AccountOpened",
+                from_version: 1,
+                upcast: account_opened_v1_to_v2,
+            })
+        })
+    }
+}
+
+/// `AccountOpened` v1 -> v2: `holder` is renamed `holder_name`.
+fn account_opened_v1_to_v2(
+    mut payload: serde_json::Value,
+) -> Result<serde_json::Value, UpcastError> {
+    let invalid = |reason: &str| UpcastError::Invalid {
+        event_type: "AccountOpened".into(),
+        from: 1,
+        reason: reason.into(),
+    };
+    let object = payload
+        .as_object_mut()
+        .ok_or_else(|| invalid("the payload is not an object"))?;
+    let holder = object
+        .remove("holder")
+        .ok_or_else(|| invalid("no holder"))?;
+    object.insert("holder_name".into(), holder);
+    Ok(payload)
 }
 
 /// Why an account command was refused.
@@ -213,7 +257,7 @@ impl Aggregate for Account {
                     });
                 }
                 Ok(vec![AccountEvent::AccountOpened {
-                    holder: holder.to_owned(),
+                    holder_name: holder.to_owned(),
                     account_type: open.account_type,
                     opening_balance: open.opening_balance,
                 }])
@@ -260,12 +304,12 @@ impl Aggregate for Account {
     fn apply(&mut self, event: &AccountEvent) {
         match event {
             AccountEvent::AccountOpened {
-                holder,
+                holder_name,
                 opening_balance,
                 ..
             } => {
                 self.status = AccountStatus::Open;
-                self.holder.clone_from(holder);
+                self.holder.clone_from(holder_name);
                 self.balance = *opening_balance;
             }
             AccountEvent::FundsDeposited { balance, .. }
@@ -282,7 +326,7 @@ mod tests {
 
     fn opened(balance: i64) -> AccountEvent {
         AccountEvent::AccountOpened {
-            holder: "Ada".into(),
+            holder_name: "Ada".into(),
             account_type: AccountType::Checking,
             opening_balance: balance,
         }
@@ -418,5 +462,35 @@ mod tests {
                 .expect("payload"),
             serde_json::json!({})
         );
+    }
+
+    #[test]
+    fn account_opened_v1_is_upcast_to_v2_on_read() {
+        let v1 =
+            serde_json::json!({"holder": "Ada", "account_type": "savings", "opening_balance": 5});
+        let decoded = AccountEvent::decode_parts("AccountOpened", 1, v1).expect("v1 decodes");
+        assert_eq!(
+            decoded,
+            AccountEvent::AccountOpened {
+                holder_name: "Ada".into(),
+                account_type: AccountType::Savings,
+                opening_balance: 5,
+            }
+        );
+        // Current code writes v2.
+        assert_eq!(AccountEvent::schema_version("AccountOpened"), 2);
+        assert_eq!(decoded.to_payload().expect("payload")["holder_name"], "Ada");
+    }
+
+    #[test]
+    fn a_v1_event_that_cannot_be_upcast_says_why() {
+        let broken = serde_json::json!({"account_type": "savings", "opening_balance": 5});
+        let error = AccountEvent::decode_parts("AccountOpened", 1, broken).expect_err("refused");
+        assert!(
+            error.to_string().contains("AccountOpened v1: no holder"),
+            "{error}"
+        );
+        let newer = AccountEvent::decode_parts("AccountOpened", 3, serde_json::json!({}));
+        assert!(newer.is_err(), "a version newer than the code is refused");
     }
 }

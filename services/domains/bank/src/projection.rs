@@ -132,7 +132,7 @@ impl Projection for AccountsProjection {
         };
         Ok(match decoded {
             AccountEvent::AccountOpened {
-                holder,
+                holder_name,
                 account_type,
                 opening_balance,
             } => vec![
@@ -140,7 +140,7 @@ impl Projection for AccountsProjection {
                     table: "accounts",
                     row: vec![
                         ("id", id()),
-                        ("holder", Value::Text(holder)),
+                        ("holder", Value::Text(holder_name)),
                         ("account_type", Value::from(account_type.as_str())),
                         ("balance", Value::Int(opening_balance)),
                         ("status", Value::from("open")),
