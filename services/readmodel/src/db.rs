@@ -51,6 +51,22 @@ fn checkpoints_table() -> Table {
     }
 }
 
+/// Which replay built (or is building) a projection's tables in this database.
+fn replays_table() -> Table {
+    Table {
+        name: "eventline_replays",
+        columns: vec![
+            Column::new("projection", ColumnType::Text),
+            Column::new("request_id", ColumnType::Text),
+            Column::new("status", ColumnType::Text),
+            Column::new("started_at", ColumnType::Timestamp),
+            Column::nullable("finished_at", ColumnType::Timestamp),
+        ],
+        primary_key: &["projection"],
+        indexes: vec![],
+    }
+}
+
 /// Where each table's declaration is recorded, for migrations (see [`crate::migrate`]).
 fn definitions_table() -> Table {
     Table {
@@ -164,6 +180,17 @@ pub enum BatchSource<'a> {
         partition: i32,
         next_offset: i64,
     },
+}
+
+/// What [`ReadModelDb::claim_replay`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayClaim {
+    /// No read model was there; the replay starts from the beginning.
+    Started,
+    /// The same replay was interrupted; it continues after this position.
+    Resumed(Position),
+    /// The same replay has already finished.
+    Finished,
 }
 
 /// A projection's recorded progress on one Kafka partition.
@@ -312,6 +339,7 @@ impl ReadModelDb {
             dead_letters_table(),
             stream_versions_table(),
             kafka_offsets_table(),
+            replays_table(),
         ]) {
             check_table(&table)?;
             self.migrate_table(projection.name(), &table).await?;
@@ -450,6 +478,88 @@ impl ReadModelDb {
         Ok(rows.len() as u64)
     }
 
+    /// Claims this database's tables of `schema`'s projection for the replay `request_id`:
+    /// a replay may build a read model only where none exists yet, or continue its own
+    /// (after a crash, the same request resumes from its checkpoint).
+    pub async fn claim_replay(
+        &self,
+        schema: &Schema,
+        request_id: &str,
+    ) -> Result<ReplayClaim, ReadModelError> {
+        let projection = schema.projection;
+        let table = schema.table("eventline_replays")?;
+        let rows = self
+            .select(&crate::query::Select {
+                table,
+                filters: vec![("projection", Value::from(projection))],
+                order_by: &["projection"],
+                after: None,
+                limit: 1,
+            })
+            .await?;
+        if let Some(row) = rows.first() {
+            let owner = row["request_id"].as_str().unwrap_or_default();
+            let status = row["status"].as_str().unwrap_or_default();
+            return if owner == request_id {
+                Ok(if status == "finished" {
+                    ReplayClaim::Finished
+                } else {
+                    ReplayClaim::Resumed(self.checkpoint(projection).await?)
+                })
+            } else {
+                Err(ReadModelError::Occupied {
+                    projection: projection.to_owned(),
+                    by: format!("replay {owner:?} ({status})"),
+                })
+            };
+        }
+        if self.checkpoint(projection).await? > Position::START
+            || !self.partition_offsets(projection).await?.is_empty()
+        {
+            return Err(ReadModelError::Occupied {
+                projection: projection.to_owned(),
+                by: "a live projector".to_owned(),
+            });
+        }
+        let row = vec![
+            ("projection", Value::from(projection)),
+            ("request_id", Value::from(request_id)),
+            ("status", Value::from("running")),
+            ("started_at", Value::Timestamp(Utc::now())),
+        ];
+        with_pool!(self, pool => initialise_row(pool, table, &row).await)?;
+        // Two replays racing for the same projection: the row says who won.
+        match Box::pin(self.claim_replay(schema, request_id)).await? {
+            ReplayClaim::Resumed(at) if at == Position::START => Ok(ReplayClaim::Started),
+            other => Ok(other),
+        }
+    }
+
+    /// Marks the replay `request_id` of `schema`'s projection finished.
+    pub async fn finish_replay(
+        &self,
+        schema: &Schema,
+        request_id: &str,
+    ) -> Result<(), ReadModelError> {
+        let table = schema.table("eventline_replays")?;
+        let claimed = self
+            .get(table, vec![("projection", Value::from(schema.projection))])
+            .await?;
+        let started_at = claimed
+            .as_ref()
+            .and_then(|row| row["started_at"].as_str())
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+        let row = vec![
+            ("projection", Value::from(schema.projection)),
+            ("request_id", Value::from(request_id)),
+            ("status", Value::from("finished")),
+            ("started_at", Value::Timestamp(started_at)),
+            ("finished_at", Value::Timestamp(Utc::now())),
+        ];
+        with_pool!(self, pool => upsert_row(pool, table, &row).await)
+    }
+
     /// The Kafka partitions this projection has consumed, with the next offset of each.
     pub async fn partition_offsets(
         &self,
@@ -505,13 +615,36 @@ impl ReadModelDb {
         source: BatchSource<'_>,
         batch: &[ProjectedEvent<'_>],
     ) -> Result<BatchOutcome, ReadModelError> {
-        let first =
-            with_pool!(self, pool => apply_batch_on(pool, schema, source, batch, false).await);
+        self.apply_with(schema, source, batch, false).await
+    }
+
+    /// [`ReadModelDb::apply_batch`] for replays: an event that cannot be applied (the
+    /// projection rejects it, or the database refuses its row changes) stops the batch with
+    /// [`ReadModelError::EventRejected`] naming it, and nothing of the batch is written.
+    pub async fn apply_strict(
+        &self,
+        schema: &Schema,
+        batch: &[ProjectedEvent<'_>],
+    ) -> Result<BatchOutcome, ReadModelError> {
+        self.apply_with(schema, BatchSource::Store, batch, true)
+            .await
+    }
+
+    async fn apply_with(
+        &self,
+        schema: &Schema,
+        source: BatchSource<'_>,
+        batch: &[ProjectedEvent<'_>],
+        strict: bool,
+    ) -> Result<BatchOutcome, ReadModelError> {
+        let first = with_pool!(self, pool => apply_batch_on(pool, schema, source, batch, false, strict).await);
         match first {
             Err(error) if error.is_data_error() => {
-                tracing::warn!(projection = schema.projection, %error,
-                    "batch rejected by the database; applying it event by event");
-                with_pool!(self, pool => apply_batch_on(pool, schema, source, batch, true).await)
+                if !strict {
+                    tracing::warn!(projection = schema.projection, %error,
+                        "batch rejected by the database; applying it event by event");
+                }
+                with_pool!(self, pool => apply_batch_on(pool, schema, source, batch, true, strict).await)
             }
             other => other,
         }
@@ -694,6 +827,7 @@ async fn apply_batch_on<DB: Backend>(
     source: BatchSource<'_>,
     batch: &[ProjectedEvent<'_>],
     isolate_events: bool,
+    strict: bool,
 ) -> Result<BatchOutcome, ReadModelError>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -755,6 +889,7 @@ where
         }
         let ops = match &projected.ops {
             Ok(ops) => ops,
+            Err(rejected) if strict => return Err(rejected_event(event, rejected)),
             Err(rejected) => {
                 dead_letter::<DB>(conn, schema, event, &rejected.to_string()).await?;
                 outcome.dead_lettered += 1;
@@ -775,6 +910,9 @@ where
         run::<DB>(conn, "SAVEPOINT eventline_event", "setting a savepoint").await?;
         match apply_ops::<DB>(conn, schema, ops).await {
             Ok(()) => outcome.applied += 1,
+            Err(error) if error.is_data_error() && strict => {
+                return Err(rejected_event(event, error));
+            }
             Err(error) if error.is_data_error() => {
                 run::<DB>(
                     conn,
@@ -831,6 +969,16 @@ where
         .await
         .map_err(database_error(dialect, "committing a batch"))?;
     Ok(outcome)
+}
+
+fn rejected_event(event: &Envelope, reason: impl std::fmt::Display) -> ReadModelError {
+    ReadModelError::EventRejected {
+        position: event.position,
+        stream_id: event.stream_id.clone(),
+        version: event.version,
+        event_type: event.event_type.clone(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Locks the partition's offset row (creating it first if needed); returns the next offset

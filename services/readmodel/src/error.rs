@@ -15,6 +15,23 @@ pub enum ReadModelError {
     /// An `Update` found no row: the read model and the events disagree.
     #[error("table {table} has no row with key {key}")]
     MissingRow { table: String, key: String },
+    /// A strict batch (a replay) met an event that cannot be applied; nothing of the batch
+    /// was written.
+    #[error(
+        "event {position} ({event_type} v{version} of stream {stream_id}) cannot be applied: {reason}"
+    )]
+    EventRejected {
+        position: eventline_core::Position,
+        stream_id: String,
+        version: u64,
+        event_type: String,
+        reason: String,
+    },
+    /// A replay may not build where a read model of the projection already exists.
+    #[error(
+        "projection {projection} already has a read model in this database, kept by {by}; replay into another database (or, once cut-over lands, into new tables)"
+    )]
+    Occupied { projection: String, by: String },
     /// A projection referred to a table or column it did not declare.
     #[error("table {table}: {reason}")]
     Schema { table: String, reason: String },
@@ -27,7 +44,9 @@ impl ReadModelError {
         match self {
             ReadModelError::MissingRow { .. } | ReadModelError::Schema { .. } => true,
             ReadModelError::Database { source, .. } => matches!(source, sqlx::Error::Database(_)),
-            ReadModelError::UnsupportedUrl { .. } => false,
+            ReadModelError::UnsupportedUrl { .. }
+            | ReadModelError::EventRejected { .. }
+            | ReadModelError::Occupied { .. } => false,
         }
     }
 }

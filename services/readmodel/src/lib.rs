@@ -19,7 +19,9 @@ mod migrate;
 mod plan;
 mod query;
 
-pub use db::{BatchOutcome, BatchSource, PartitionOffset, ProjectedEvent, ReadModelDb, Schema};
+pub use db::{
+    BatchOutcome, BatchSource, PartitionOffset, ProjectedEvent, ReadModelDb, ReplayClaim, Schema,
+};
 pub use dialect::Dialect;
 pub use error::ReadModelError;
 pub use lease::Lease;
