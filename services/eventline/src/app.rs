@@ -22,7 +22,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::cli::{
-    CommandApiArgs, EmbeddedArgs, ProjectArgs, ProjectorSource, QueryApiArgs, RelayArgs,
+    CommandApiArgs, EmbeddedArgs, ProgressStyle, ProjectArgs, ProjectorSource, QueryApiArgs,
+    RelayArgs, ReplayArgs,
 };
 use crate::url::{OpenError, open_read_model, open_store};
 
@@ -53,12 +54,22 @@ pub enum AppError {
     Relay(#[from] eventline_relay::RelayError),
     #[error("--projections: no projection named {name:?} (built in: {known})")]
     UnknownProjection { name: String, known: String },
+    #[error("--projection: no projection named {name:?} (built in: {known})")]
+    UnknownReplayProjection { name: String, known: String },
+    #[error(transparent)]
+    Replay(Box<eventline_replay::ReplayError>),
     #[error("{0} is required")]
     MissingFlag(&'static str),
     #[error("kafka: {0}")]
     Kafka(String),
     #[error("a service task panicked: {0}")]
     Panicked(String),
+}
+
+impl From<eventline_replay::ReplayError> for AppError {
+    fn from(error: eventline_replay::ReplayError) -> Self {
+        AppError::Replay(Box::new(error))
+    }
 }
 
 impl From<OpenError> for AppError {
@@ -376,6 +387,41 @@ pub async fn project(
         ops_routes(checks, utoipa::openapi::OpenApi::default()),
     );
     Ok(services)
+}
+
+/// `eventline replay`: runs to the end (or to `shutdown`), printing progress.
+pub async fn replay(args: &ReplayArgs, shutdown: CancellationToken) -> Result<(), AppError> {
+    let projection = selected_projections(std::slice::from_ref(&args.projection))
+        .map_err(|error| match error {
+            AppError::UnknownProjection { name, known } => {
+                AppError::UnknownReplayProjection { name, known }
+            }
+            other => other,
+        })?
+        .remove(0);
+    let store = open_store("--store", &args.store, args.store_pool_size).await?;
+    let target = open_read_model("--target", &args.target, 4).await?;
+    let mut config = eventline_replay::ReplayConfig::new(args.request_id.clone());
+    config.batch_size = args.batch_size as usize;
+    config.progress_every = std::time::Duration::from_secs(args.progress_seconds);
+    tracing::info!(store = %args.store, target = %args.target, projection = projection.name(),
+        request_id = %args.request_id, "replay starting");
+    let replay = eventline_replay::Replay::new(store, target, projection, config);
+    let bar = match args.progress {
+        ProgressStyle::Bar => true,
+        ProgressStyle::Json => false,
+        ProgressStyle::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let mut display = crate::progress::Display::new(bar);
+    let finished = replay.run(shutdown, |p| display.show(p)).await;
+    display.finish();
+    let finished = finished?;
+    tracing::info!(
+        applied = finished.applied,
+        events_per_second = finished.events_per_second,
+        "replay finished"
+    );
+    Ok(())
 }
 
 /// `eventline relay`: publishes the store to Kafka, plus `/healthz`, `/readyz`, `/metrics`.

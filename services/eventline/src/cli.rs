@@ -42,6 +42,53 @@ pub enum Command {
     Project(ProjectArgs),
     /// The relay: publishes every stored event to Kafka, in order per stream, at least once.
     Relay(RelayArgs),
+    /// Rebuilds a projection's read model from the event store into a database that has none
+    /// (of any type: a cross-database replay). Strict, resumable by request id.
+    Replay(ReplayArgs),
+}
+
+/// How a replay shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressStyle {
+    /// A progress bar on a terminal, JSON lines otherwise.
+    Auto,
+    /// A progress bar on stderr.
+    Bar,
+    /// One JSON object per line on stdout.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The event store to replay: `sqlite://PATH`, `postgres://...` or `mongodb://...`.
+    #[arg(long, env = "EVENTLINE_STORE_URL")]
+    pub store: DatabaseUrl,
+    /// Connections to the event store (PostgreSQL, MongoDB).
+    #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub store_pool_size: u32,
+    /// Where to build the read model: `sqlite://PATH`, `postgres://...` or `mysql://...`.
+    #[arg(long, env = "EVENTLINE_REPLAY_TARGET_URL")]
+    pub target: DatabaseUrl,
+    /// The projection to rebuild (e.g. `bank-accounts`).
+    #[arg(long, env = "EVENTLINE_REPLAY_PROJECTION")]
+    pub projection: String,
+    /// Names this replay; running the same request again resumes it.
+    #[arg(long, env = "EVENTLINE_REPLAY_REQUEST_ID")]
+    pub request_id: String,
+    /// Events read and written per transaction.
+    #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+    /// Progress display.
+    #[arg(
+        long,
+        env = "EVENTLINE_REPLAY_PROGRESS",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub progress: ProgressStyle,
+    /// Seconds between progress lines.
+    #[arg(long, env = "EVENTLINE_REPLAY_PROGRESS_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub progress_seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]

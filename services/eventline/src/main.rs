@@ -13,6 +13,7 @@ async fn run(command: Command, shutdown: CancellationToken) -> Result<(), AppErr
         Command::QueryApi(args) => app::query_api(args, shutdown).await?,
         Command::Project(args) => app::project(args, shutdown).await?,
         Command::Relay(args) => app::relay(args, shutdown).await?,
+        Command::Replay(args) => return app::replay(args, shutdown).await,
     };
     services.wait().await
 }

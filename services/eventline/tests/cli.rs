@@ -54,7 +54,14 @@ fn help_lists_the_subcommands() {
         .output()
         .expect("run");
     let help = String::from_utf8_lossy(&output.stdout);
-    for sub in ["embedded", "command-api", "query-api", "project", "relay"] {
+    for sub in [
+        "embedded",
+        "command-api",
+        "query-api",
+        "project",
+        "relay",
+        "replay",
+    ] {
         assert!(help.contains(sub), "{help}");
     }
 }

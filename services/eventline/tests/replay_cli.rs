@@ -1,0 +1,155 @@
+//! `eventline replay` as users run it: JSON progress lines, a SIGKILL at any point then the
+//! same command again ends identical to an uninterrupted replay, and clear refusals.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eventline_bank::read_model_rows;
+use eventline_core::{EventStore, Metadata, NewEvent, Position};
+use eventline_readmodel::ReadModelDb;
+use eventline_store_sqlite::SqliteEventStore;
+use eventline_test_support::TestDatabase;
+use serde_json::json;
+use tokio::process::Command;
+
+/// 400 accounts of 25 events each, appended 25 at a time.
+async fn store(path: &std::path::Path) -> Arc<dyn EventStore> {
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(path).await.expect("store"));
+    for account in 0..400 {
+        let mut events = vec![NewEvent {
+            event_type: "AccountOpened".into(),
+            schema_version: 2,
+            payload: json!({"holder_name": "Ada", "account_type": "checking", "opening_balance": 0}),
+            metadata: Metadata::default(),
+        }];
+        for n in 1..25i64 {
+            events.push(NewEvent {
+                event_type: "FundsDeposited".into(),
+                schema_version: 1,
+                payload: json!({"amount": n, "balance": n * (n + 1) / 2}),
+                metadata: Metadata::default(),
+            });
+        }
+        store
+            .append(&format!("acct-{account:03}"), "bank.account", 0, events)
+            .await
+            .expect("append");
+    }
+    store
+}
+
+fn replay(store: &str, target: &str, request: &str) -> Command {
+    replay_of("bank-accounts", store, target, request)
+}
+
+fn replay_of(projection: &str, store: &str, target: &str, request: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eventline"));
+    command
+        .args(["replay", "--store", store, "--target", target])
+        .args(["--projection", projection, "--request-id", request])
+        .args([
+            "--batch-size",
+            "200",
+            "--progress",
+            "json",
+            "--progress-seconds",
+            "1",
+        ])
+        .env("EVENTLINE_LOG", "warn")
+        .kill_on_drop(true);
+    command
+}
+
+async fn finished(mut command: Command) -> (bool, String, String) {
+    let output = command.output().await.expect("run eventline replay");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_started_again_the_replay_ends_identical() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store_path = dir.path().join("events.sqlite");
+    let store = store(&store_path).await;
+    let store_url = format!("sqlite://{}", store_path.display());
+    let database = TestDatabase::postgres().await;
+    let target = ReadModelDb::connect(&database.url).await.expect("target");
+
+    let mut first = replay(&store_url, &database.url, "r1")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let at = target
+            .checkpoint("bank-accounts")
+            .await
+            .unwrap_or(Position::START);
+        if at.event > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replay made no progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("wait");
+    let at_kill = target
+        .checkpoint("bank-accounts")
+        .await
+        .expect("checkpoint");
+    assert!(at_kill.event < 10_000, "killed part-way ({at_kill})");
+
+    let (ok, stdout, stderr) = finished(replay(&store_url, &database.url, "r1")).await;
+    assert!(ok, "{stderr}");
+    let last: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a progress line")).expect("json");
+    assert_eq!(last["done"], true, "{stdout}");
+    assert_eq!(last["total"], 10_000);
+    assert_eq!(last["percent"], 100.0);
+    assert_eq!(last["request_id"], "r1");
+
+    let reference_dir = tempfile::tempdir().expect("temp dir");
+    let reference_url = format!(
+        "sqlite://{}",
+        reference_dir.path().join("r.sqlite").display()
+    );
+    let (ok, _, stderr) = finished(replay(&store_url, &reference_url, "r2")).await;
+    assert!(ok, "{stderr}");
+    let reference = ReadModelDb::connect(&reference_url)
+        .await
+        .expect("reference");
+    let got = read_model_rows(&target).await.expect("rows");
+    let want = read_model_rows(&reference).await.expect("rows");
+    assert_eq!(got.len(), 10_400);
+    assert!(
+        got == want,
+        "the resumed replay differs from an uninterrupted one"
+    );
+    drop(store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_the_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store_path = dir.path().join("events.sqlite");
+    let _store = SqliteEventStore::open(&store_path).await.expect("store");
+    let store_url = format!("sqlite://{}", store_path.display());
+    let target_url = format!("sqlite://{}", dir.path().join("t.sqlite").display());
+
+    let (ok, _, stderr) = finished(replay_of("nope", &store_url, &target_url, "r1")).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("--projection: no projection named \"nope\""),
+        "{stderr}"
+    );
+
+    let (ok, _, stderr) = finished(replay(&store_url, &target_url, "r1")).await;
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = finished(replay(&store_url, &target_url, "other")).await;
+    assert!(!ok);
+    assert!(stderr.contains("kept by replay \"r1\""), "{stderr}");
+}
