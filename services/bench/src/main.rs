@@ -34,6 +34,8 @@ enum Bench {
     Relay,
     /// The Kafka projector into PostgreSQL, next to a raw COPY of the same rows.
     Projector,
+    /// A replay from a PostgreSQL store into PostgreSQL, next to a raw COPY of the same rows.
+    Replay,
 }
 
 #[derive(Debug, Parser)]
@@ -44,7 +46,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "appends,commands,relay,projector"
+        default_value = "appends,commands,relay,projector,replay"
     )]
     only: Vec<Bench>,
     /// Concurrent clients.
@@ -59,7 +61,7 @@ struct Args {
     /// Events the relay benchmark publishes.
     #[arg(long, default_value_t = 200_000)]
     relay_events: usize,
-    /// Events the projector benchmark consumes (100 per account).
+    /// Events the projector and replay benchmarks write (100 per account).
     #[arg(long, default_value_t = 1_000_000)]
     projector_events: usize,
     /// Messages per projector round (default: the projector's own default).
@@ -335,6 +337,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.only.contains(&Bench::Projector) {
         projector::run(args.projector_events, args.projector_batch).await?;
+    }
+    if args.only.contains(&Bench::Replay) {
+        projector::replay(args.projector_events).await?;
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
-//! The Kafka projector into PostgreSQL, next to the physical limit: a raw `COPY` of the rows
-//! the projection ends with, into the same tables, measured in the same run.
+//! Read-model writers into PostgreSQL, each next to the physical limit: a raw `COPY` of the
+//! rows the projection ends with, into the same tables, measured in the same run.
 //!
-//! The events (bank accounts: opened, then deposits; 100 events per account) are produced
-//! straight to Kafka in the relay's wire format, so the figure is the projector's alone.
+//! - The Kafka projector: the events (bank accounts: opened, then deposits; 100 events per
+//!   account) are produced straight to Kafka in the relay's wire format, so the figure is the
+//!   projector's alone.
+//! - A replay: the same events appended to a PostgreSQL event store, replayed into PostgreSQL.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -302,6 +304,112 @@ pub async fn run(count: usize, batch: Option<usize>) -> anyhow::Result<()> {
         "projector, kafka -> postgres (bank accounts)",
         steady,
         steady / copy_rate
+    );
+    Ok(())
+}
+
+/// Appends `count` events (100 per account) to a fresh PostgreSQL store, measures a raw
+/// COPY of the rows they make, then a replay of the store into PostgreSQL.
+pub async fn replay(count: usize) -> anyhow::Result<()> {
+    use eventline_core::{EventStore, NewEvent};
+    let accounts = count.div_ceil(EVENTS_PER_ACCOUNT).max(1);
+    let per_account = EVENTS_PER_ACCOUNT.min(count);
+    let count = accounts * per_account;
+    let store_db = TestDatabase::postgres().await;
+    let store: Arc<dyn EventStore> =
+        Arc::new(eventline_store_postgres::PostgresEventStore::connect(&store_db.url, 8).await?);
+    let started = Instant::now();
+    let mut loading = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let store = Arc::clone(&store);
+        loading.spawn(async move {
+            for account in (worker..accounts).step_by(8) {
+                let events: Vec<NewEvent> = (0..per_account)
+                    .map(|round| {
+                        let e = envelope(round * accounts + account, accounts);
+                        NewEvent {
+                            event_type: e.event_type,
+                            schema_version: e.schema_version,
+                            payload: e.payload,
+                            metadata: e.metadata,
+                        }
+                    })
+                    .collect();
+                let mut version = 0;
+                for chunk in events.chunks(20) {
+                    version = store
+                        .append(
+                            &format!("acct-{account:07}"),
+                            "bank.account",
+                            version,
+                            chunk.to_vec(),
+                        )
+                        .await?
+                        .version;
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(loaded) = loading.join_next().await {
+        loaded??;
+    }
+    println!(
+        "(appended {count} events to a postgres store in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+
+    let rows = final_rows(count, accounts);
+    let (copied, copy_time) = raw_copy(&rows).await.context("raw COPY")?;
+    let copy_rate = copied as f64 / copy_time.as_secs_f64();
+    println!(
+        "{:<52} {:>10.0} rows/s     ({copied} rows in {:.1} s)",
+        "raw COPY of the same final rows into postgres",
+        copy_rate,
+        copy_time.as_secs_f64()
+    );
+
+    // What reading alone costs: the whole store in the replay's batches.
+    let started = Instant::now();
+    let mut after = eventline_core::Position::START;
+    let mut read = 0;
+    loop {
+        let batch = store.read_all(after, 10_000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        read += batch.len();
+    }
+    println!(
+        "{:<52} {:>10.0} events/s   ({read} events)",
+        "reading the postgres store alone",
+        read as f64 / started.elapsed().as_secs_f64()
+    );
+
+    let target_db = TestDatabase::postgres().await;
+    let target = ReadModelDb::connect_with_pool_size(&target_db.url, 4).await?;
+    let replay = eventline_replay::Replay::new(
+        Arc::clone(&store),
+        target,
+        Arc::new(AccountsProjection),
+        eventline_replay::ReplayConfig::new("bench"),
+    );
+    let started = Instant::now();
+    let done = replay
+        .run(CancellationToken::new(), |p| {
+            if !p.done {
+                println!("  replay: {} of {} events", p.position, p.total);
+            }
+        })
+        .await?;
+    let elapsed = started.elapsed();
+    let rate = done.applied as f64 / elapsed.as_secs_f64();
+    println!(
+        "{:<52} {:>10.0} events/s   ({} events in {:.1} s; {:.2}x the raw COPY row rate)",
+        "replay, postgres store -> postgres (bank accounts)",
+        rate,
+        done.applied,
+        elapsed.as_secs_f64(),
+        rate / copy_rate
     );
     Ok(())
 }

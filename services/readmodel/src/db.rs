@@ -23,7 +23,7 @@ use crate::plan::{Added, Columns, Pending, WritePlan};
 /// Bind parameters per multi-row statement (PostgreSQL allows 65,535, SQLite 32,766).
 const BINDS_PER_STATEMENT: usize = 30_000;
 /// Rows per multi-row statement at most.
-const ROWS_PER_STATEMENT: usize = 512;
+const ROWS_PER_STATEMENT: usize = 4_096;
 
 /// Where the projector's progress is kept, in the read model's own database.
 const CHECKPOINTS: &str = "eventline_checkpoints";
@@ -35,7 +35,7 @@ const STREAM_VERSIONS: &str = "eventline_stream_versions";
 /// The next offset of each Kafka partition a projection consumes, written with the batch.
 const KAFKA_OFFSETS: &str = "eventline_kafka_offsets";
 /// Stream-version rows written per statement.
-const VERSION_ROWS_PER_STATEMENT: usize = 512;
+const VERSION_ROWS_PER_STATEMENT: usize = 4_096;
 
 fn checkpoints_table() -> Table {
     Table {

@@ -63,7 +63,9 @@ fn to_u64(v: i64) -> u64 {
 macro_rules! select_events {
     ($rest:literal) => {
         concat!(
-            "SELECT position, tx_id::text::bigint, stream_id, stream_type, version, event_type, ",
+            // Aliased: an output column named `tx_id` would be what `ORDER BY tx_id` sorts
+            // by (a bigint, which no index serves), not the table's column.
+            "SELECT position, tx_id::text::bigint AS commit_id, stream_id, stream_type, version, event_type, ",
             "schema_version, payload, metadata, recorded_at FROM eventline_events ",
             $rest
         )
@@ -303,7 +305,7 @@ impl EventStore for PostgresEventStore {
 
     async fn head_position(&self) -> Result<Position, StoreError> {
         let head: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT tx_id::text::bigint, position FROM eventline_events \
+            "SELECT tx_id::text::bigint AS commit_id, position FROM eventline_events \
              WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
              ORDER BY tx_id DESC, position DESC LIMIT 1",
         )
