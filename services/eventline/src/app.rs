@@ -58,6 +58,10 @@ pub enum AppError {
     UnknownReplayProjection { name: String, known: String },
     #[error(transparent)]
     Replay(Box<eventline_replay::ReplayError>),
+    #[error(
+        "--verify-against: the replay differs from the reference read model in {0} (if only eventline_stream_versions differs too, the reference reflects other events: pause its projector)"
+    )]
+    VerificationFailed(String),
     #[error("{0} is required")]
     MissingFlag(&'static str),
     #[error("kafka: {0}")]
@@ -406,7 +410,8 @@ pub async fn replay(args: &ReplayArgs, shutdown: CancellationToken) -> Result<()
     config.progress_every = std::time::Duration::from_secs(args.progress_seconds);
     tracing::info!(store = %args.store, target = %args.target, projection = projection.name(),
         request_id = %args.request_id, "replay starting");
-    let replay = eventline_replay::Replay::new(store, target, projection, config);
+    let replay =
+        eventline_replay::Replay::new(store, target.clone(), Arc::clone(&projection), config);
     let bar = match args.progress {
         ProgressStyle::Bar => true,
         ProgressStyle::Json => false,

@@ -82,7 +82,7 @@ fn definitions_table() -> Table {
     }
 }
 
-fn stream_versions_table() -> Table {
+pub(crate) fn stream_versions_table() -> Table {
     Table {
         name: STREAM_VERSIONS,
         columns: vec![

@@ -13,6 +13,7 @@
 mod backend;
 mod db;
 mod dialect;
+mod digest;
 mod error;
 mod lease;
 mod migrate;
@@ -23,6 +24,7 @@ pub use db::{
     BatchOutcome, BatchSource, PartitionOffset, ProjectedEvent, ReadModelDb, ReplayClaim, Schema,
 };
 pub use dialect::Dialect;
+pub use digest::TableDigest;
 pub use error::ReadModelError;
 pub use lease::Lease;
 pub use query::{Row, Select};

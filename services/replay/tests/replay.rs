@@ -138,6 +138,53 @@ async fn replay_equals_live(live: ReadModelDb, target: ReadModelDb) {
     assert!(reports.len() > 2, "progress is reported while it runs");
     assert!(reports.windows(2).all(|w| w[0].position <= w[1].position));
     assert_same_rows(&target, &live).await;
+
+    // The digests agree across database types, and notice a single changed value.
+    let digest = target.digest(&AccountsProjection).await.expect("digest");
+    assert_eq!(
+        digest,
+        live.digest(&AccountsProjection).await.expect("digest")
+    );
+    assert_eq!(
+        digest.iter().map(|d| (d.table, d.rows)).collect::<Vec<_>>(),
+        [
+            ("accounts", 30),
+            ("account_history", 330),
+            ("eventline_stream_versions", 30)
+        ]
+    );
+    let schema = live
+        .ensure_schema(&AccountsProjection)
+        .await
+        .expect("schema");
+    let changed = eventline_core::Envelope {
+        position: eventline_core::Position::sequential(1_000),
+        stream_id: "acct-03".into(),
+        stream_type: "other".into(),
+        version: 1,
+        event_type: "Tampered".into(),
+        schema_version: 1,
+        payload: json!({}),
+        metadata: Metadata::default(),
+        recorded_at: chrono::Utc::now(),
+    };
+    live.apply_batch(
+        &schema,
+        &[eventline_readmodel::ProjectedEvent {
+            event: &changed,
+            ops: Ok(vec![eventline_core::RowOp::Update {
+                table: "accounts",
+                key: vec![("id", eventline_core::Value::from("acct-03"))],
+                set: vec![("balance", eventline_core::Value::Int(1))],
+            }]),
+        }],
+    )
+    .await
+    .expect("tamper");
+    let tampered = live.digest(&AccountsProjection).await.expect("digest");
+    assert_eq!(tampered[0].rows, digest[0].rows);
+    assert_ne!(tampered[0].checksum, digest[0].checksum);
+    assert_eq!(tampered[1], digest[1]);
 }
 
 #[tokio::test]
