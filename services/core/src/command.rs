@@ -3,6 +3,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::aggregate::{Aggregate, DomainEvent, EventDecodeError};
 use crate::envelope::{Metadata, NewEvent};
+use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::{EventStore, Position, StoreError, StreamVersion};
 
 /// How often a command without an explicit expected version is decided again on fresh state
@@ -104,6 +105,29 @@ pub struct CommandHandler<A> {
     store: Arc<dyn EventStore>,
     retries: u32,
     cache: Arc<StateCache<A>>,
+    snapshots: Option<Snapshots<A>>,
+}
+
+/// How a handler takes and uses snapshots (see [`CommandHandler::with_snapshots`]).
+#[derive(Debug)]
+struct Snapshots<A> {
+    store: Arc<dyn SnapshotStore>,
+    every: u64,
+    format: u32,
+    encode: fn(&A) -> Option<serde_json::Value>,
+    decode: fn(serde_json::Value) -> Option<A>,
+}
+
+impl<A> Clone for Snapshots<A> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            every: self.every,
+            format: self.format,
+            encode: self.encode,
+            decode: self.decode,
+        }
+    }
 }
 
 impl<A> Clone for CommandHandler<A> {
@@ -112,7 +136,32 @@ impl<A> Clone for CommandHandler<A> {
             store: Arc::clone(&self.store),
             retries: self.retries,
             cache: Arc::clone(&self.cache),
+            snapshots: self.snapshots.clone(),
         }
+    }
+}
+
+impl<A: Aggregate + serde::Serialize + serde::de::DeserializeOwned> CommandHandler<A> {
+    /// Saves the aggregate's state to `store` each time its stream passes a multiple of
+    /// `every` versions, and starts loads from the newest snapshot instead of the first
+    /// event. `format` names the shape of the serialised state: change it when the state type
+    /// changes, and older snapshots are ignored. Snapshots are only a cache: a missing,
+    /// foreign or unreadable one means the stream is read from the start.
+    #[must_use]
+    pub fn with_snapshots(
+        mut self,
+        store: Arc<dyn SnapshotStore>,
+        every: u64,
+        format: u32,
+    ) -> Self {
+        self.snapshots = Some(Snapshots {
+            store,
+            every: every.max(1),
+            format,
+            encode: |state| serde_json::to_value(state).ok(),
+            decode: |value| serde_json::from_value(value).ok(),
+        });
+        self
     }
 }
 
@@ -125,6 +174,7 @@ impl<A: Aggregate> CommandHandler<A> {
                 entries: Mutex::new(HashMap::new()),
                 capacity: DEFAULT_CACHED_AGGREGATES,
             }),
+            snapshots: None,
         }
     }
 
@@ -154,7 +204,10 @@ impl<A: Aggregate> CommandHandler<A> {
         &self,
         stream_id: &str,
     ) -> Result<(A, StreamVersion), CommandError<A::Error>> {
-        let (mut state, mut version) = self.cache.get(stream_id).unwrap_or_default();
+        let (mut state, mut version) = match self.cache.get(stream_id) {
+            Some(cached) => cached,
+            None => self.state_in_snapshot(stream_id).await.unwrap_or_default(),
+        };
         loop {
             let page = self
                 .store
@@ -176,6 +229,54 @@ impl<A: Aggregate> CommandHandler<A> {
                 self.cache.put(stream_id, state.clone(), version);
                 return Ok((state, version));
             }
+        }
+    }
+
+    /// The state in the stream's newest usable snapshot, if snapshots are on.
+    async fn state_in_snapshot(&self, stream_id: &str) -> Option<(A, StreamVersion)> {
+        let snapshots = self.snapshots.as_ref()?;
+        let snapshot = match snapshots.store.load_snapshot(stream_id).await {
+            Ok(found) => found?,
+            Err(error) => {
+                tracing::warn!(stream_id, %error, "reading a snapshot failed; reading the stream");
+                return None;
+            }
+        };
+        if snapshot.format != snapshots.format {
+            return None;
+        }
+        let state = (snapshots.decode)(snapshot.state);
+        if state.is_none() {
+            tracing::warn!(stream_id, "unreadable snapshot ignored; reading the stream");
+        }
+        Some((state?, snapshot.version))
+    }
+
+    /// Saves a snapshot when the stream went from `before` past a multiple of `every`.
+    async fn maybe_snapshot(
+        &self,
+        stream_id: &str,
+        before: StreamVersion,
+        after: StreamVersion,
+        state: &A,
+    ) {
+        let Some(snapshots) = &self.snapshots else {
+            return;
+        };
+        if after / snapshots.every == before / snapshots.every {
+            return;
+        }
+        let Some(encoded) = (snapshots.encode)(state) else {
+            return;
+        };
+        let snapshot = Snapshot {
+            stream_id: stream_id.to_owned(),
+            version: after,
+            format: snapshots.format,
+            state: encoded,
+        };
+        if let Err(error) = snapshots.store.save_snapshot(&snapshot).await {
+            tracing::warn!(stream_id, %error, "saving a snapshot failed (it is only a cache)");
         }
     }
 
@@ -253,6 +354,8 @@ impl<A: Aggregate> CommandHandler<A> {
                     for event in &events {
                         next.apply(event);
                     }
+                    self.maybe_snapshot(stream_id, version, outcome.version, &next)
+                        .await;
                     self.cache.put(stream_id, next, outcome.version);
                     return Ok(CommandOutcome {
                         stream_id: stream_id.to_owned(),

@@ -15,6 +15,7 @@ mod aggregate;
 mod command;
 mod envelope;
 mod projection;
+mod snapshot;
 mod store;
 pub mod testing;
 mod upcast;
@@ -27,6 +28,7 @@ pub use command::{
 };
 pub use envelope::{Envelope, Metadata, NewEvent};
 pub use projection::{Column, ColumnType, Index, Projection, ProjectionError, RowOp, Table, Value};
+pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::{
     AppendOutcome, EventStore, Position, StoreError, StreamInfo, StreamVersion, validate_append,
 };

@@ -326,3 +326,53 @@ impl EventStore for PostgresEventStore {
             .map_err(db_error("pinging"))
     }
 }
+
+#[async_trait]
+impl eventline_core::SnapshotStore for PostgresEventStore {
+    async fn load_snapshot(
+        &self,
+        stream_id: &str,
+    ) -> Result<Option<eventline_core::Snapshot>, StoreError> {
+        let row: Option<(i64, i32, serde_json::Value)> = sqlx::query_as(
+            "SELECT version, format, state FROM eventline_snapshots WHERE stream_id = $1",
+        )
+        .bind(stream_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("reading a snapshot"))?;
+        Ok(row.and_then(|(version, format, state)| {
+            Some(eventline_core::Snapshot {
+                stream_id: stream_id.to_owned(),
+                version: u64::try_from(version).ok()?,
+                format: u32::try_from(format).ok()?,
+                state,
+            })
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: &eventline_core::Snapshot) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO eventline_snapshots (stream_id, version, format, state) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+             format = excluded.format, state = excluded.state, taken_at = excluded.taken_at \
+             WHERE excluded.version > eventline_snapshots.version",
+        )
+        .bind(&snapshot.stream_id)
+        .bind(to_i64(snapshot.version))
+        .bind(i32::try_from(snapshot.format).unwrap_or(i32::MAX))
+        .bind(&snapshot.state)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(db_error("saving a snapshot"))
+    }
+
+    async fn delete_snapshots(&self) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM eventline_snapshots")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(db_error("deleting snapshots"))
+    }
+}

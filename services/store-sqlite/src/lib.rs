@@ -298,3 +298,52 @@ impl EventStore for SqliteEventStore {
         Ok(())
     }
 }
+
+#[async_trait]
+impl eventline_core::SnapshotStore for SqliteEventStore {
+    async fn load_snapshot(
+        &self,
+        stream_id: &str,
+    ) -> Result<Option<eventline_core::Snapshot>, StoreError> {
+        let row: Option<(i64, i64, String)> = sqlx::query_as(
+            "SELECT version, format, state FROM eventline_snapshots WHERE stream_id = ?",
+        )
+        .bind(stream_id)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(db_error("reading a snapshot"))?;
+        Ok(row.and_then(|(version, format, state)| {
+            Some(eventline_core::Snapshot {
+                stream_id: stream_id.to_owned(),
+                version: u64::try_from(version).ok()?,
+                format: u32::try_from(format).ok()?,
+                state: serde_json::from_str(&state).ok()?,
+            })
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: &eventline_core::Snapshot) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO eventline_snapshots (stream_id, version, format, state) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+             format = excluded.format, state = excluded.state, taken_at = excluded.taken_at \
+             WHERE excluded.version > eventline_snapshots.version",
+        )
+        .bind(&snapshot.stream_id)
+        .bind(i64::try_from(snapshot.version).unwrap_or(i64::MAX))
+        .bind(i64::from(snapshot.format))
+        .bind(snapshot.state.to_string())
+        .execute(&self.writer)
+        .await
+        .map(drop)
+        .map_err(db_error("saving a snapshot"))
+    }
+
+    async fn delete_snapshots(&self) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM eventline_snapshots")
+            .execute(&self.writer)
+            .await
+            .map(drop)
+            .map_err(db_error("deleting snapshots"))
+    }
+}

@@ -28,7 +28,8 @@ impl AccountType {
 }
 
 /// Where an account is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AccountStatus {
     /// The stream does not exist yet.
     #[default]
@@ -191,12 +192,18 @@ impl DomainError for AccountError {
     }
 }
 
-/// A bank account: the state its events leave behind.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A bank account: the state its events leave behind (serialisable for snapshots; change
+/// [`Account::SNAPSHOT_FORMAT`] when this shape changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub status: AccountStatus,
     pub holder: String,
     pub balance: i64,
+}
+
+impl Account {
+    /// The format of serialised account state in snapshots.
+    pub const SNAPSHOT_FORMAT: u32 = 1;
 }
 
 fn positive_amount(amount: i64) -> Result<(), AccountError> {
