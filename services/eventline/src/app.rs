@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use eventline_bank::AccountsProjection;
 use eventline_bank::api::{CommandState, QueryState, command_routes, query_routes};
-use eventline_core::{EventStore, Position, Projection};
+use eventline_core::{EventStore, Position, Projection, SnapshotStore};
 use eventline_http::{ReadyCheck, ops_routes, serve, stream_routes};
 use eventline_projector::{
     KafkaProjector, KafkaProjectorConfig, NotifyOnAppend, ProjectorConfig, ProjectorError,
@@ -25,7 +25,7 @@ use crate::cli::{
     CommandApiArgs, EmbeddedArgs, ProgressStyle, ProjectArgs, ProjectorSource, QueryApiArgs,
     RelayArgs, ReplayArgs,
 };
-use crate::url::{OpenError, open_read_model, open_store};
+use crate::url::{OpenError, OpenedStore, open_read_model, open_store, open_store_with_snapshots};
 
 /// Why a service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +130,39 @@ fn kafka_check(brokers: &str) -> Result<(&'static str, ReadyCheck), AppError> {
     Ok(("kafka", check))
 }
 
+/// Snapshots every `every` versions where the store keeps them (`every` 0: off).
+fn snapshot_setting(
+    snapshots: Option<Arc<dyn SnapshotStore>>,
+    every: u64,
+) -> Option<(Arc<dyn SnapshotStore>, u64)> {
+    match snapshots {
+        Some(store) if every > 0 => Some((store, every)),
+        None if every > 0 => {
+            tracing::warn!(
+                "this event store keeps no snapshots; aggregates load from their first event"
+            );
+            None
+        }
+        _ => None,
+    }
+}
+
 /// The command service: every domain's command routes plus the operational endpoints.
 pub fn command_service(store: Arc<dyn EventStore>) -> Router {
+    command_service_with_snapshots(store, None)
+}
+
+/// [`command_service`], with aggregates snapshotted every `every` versions into `snapshots`.
+pub fn command_service_with_snapshots(
+    store: Arc<dyn EventStore>,
+    snapshots: Option<(Arc<dyn SnapshotStore>, u64)>,
+) -> Router {
+    let mut state = CommandState::new(Arc::clone(&store));
+    if let Some((snapshots, every)) = snapshots {
+        state = state.with_snapshots(snapshots, every);
+    }
     let (router, openapi) = OpenApiRouter::with_openapi(CommandApiDoc::openapi())
-        .merge(command_routes(CommandState::new(Arc::clone(&store))))
+        .merge(command_routes(state))
         .merge(stream_routes(Arc::clone(&store)))
         .split_for_parts();
     router.merge(ops_routes(vec![store_check(store)], openapi))
@@ -259,11 +288,19 @@ impl Embedded {
             what: format!("creating the data directory {}", args.data_dir.display()),
             source,
         })?;
-        let events: Arc<dyn EventStore> = match &args.store {
-            Some(url) => open_store("--store", url, args.store_pool_size).await?,
-            None => Arc::new(SqliteEventStore::open(args.data_dir.join("events.sqlite")).await?),
+        let opened = match &args.store {
+            Some(url) => open_store_with_snapshots("--store", url, args.store_pool_size).await?,
+            None => {
+                let store =
+                    Arc::new(SqliteEventStore::open(args.data_dir.join("events.sqlite")).await?);
+                OpenedStore {
+                    events: store.clone(),
+                    snapshots: Some(store),
+                }
+            }
         };
-        let store = NotifyOnAppend::new(events);
+        let snapshots = snapshot_setting(opened.snapshots, args.snapshot_every);
+        let store = NotifyOnAppend::new(opened.events);
         let appended = store.subscribe();
         let store: Arc<dyn EventStore> = Arc::new(store);
         let db = match &args.read_model {
@@ -279,7 +316,10 @@ impl Embedded {
         let query_listener = listen(args.query_addr).await?;
         let command_addr = local_addr(&command_listener, args.command_addr)?;
         let query_addr = local_addr(&query_listener, args.query_addr)?;
-        services.serve(command_listener, command_service(store));
+        services.serve(
+            command_listener,
+            command_service_with_snapshots(store, snapshots),
+        );
         services.serve(query_listener, query_service(db));
         tracing::info!(
             data_dir = %args.data_dir.display(),
@@ -301,11 +341,16 @@ pub async fn command_api(
     args: &CommandApiArgs,
     shutdown: CancellationToken,
 ) -> Result<Services, AppError> {
-    let store = open_store("--store", &args.store.url, args.store.store_pool_size).await?;
+    let opened =
+        open_store_with_snapshots("--store", &args.store.url, args.store.store_pool_size).await?;
+    let snapshots = snapshot_setting(opened.snapshots, args.snapshot_every);
     let listener = listen(args.listen).await?;
     tracing::info!(store = %args.store.url, listen = %local_addr(&listener, args.listen)?, "command API is up");
     let mut services = Services::new(shutdown);
-    services.serve(listener, command_service(store));
+    services.serve(
+        listener,
+        command_service_with_snapshots(opened.events, snapshots),
+    );
     Ok(services)
 }
 

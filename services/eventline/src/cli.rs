@@ -112,6 +112,10 @@ pub struct EmbeddedArgs {
     /// Connections to the event store (PostgreSQL, MongoDB).
     #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub store_pool_size: u32,
+    /// Save an aggregate's state every N versions, and load aggregates from the newest such
+    /// snapshot (0: never). Snapshots are only a cache.
+    #[arg(long, env = "EVENTLINE_SNAPSHOT_EVERY", default_value_t = 500)]
+    pub snapshot_every: u64,
     /// Keep the read models in this database instead of `DATA_DIR/readmodel.sqlite`
     /// (`postgres://...`, `mysql://...`).
     #[arg(long, env = "EVENTLINE_READ_MODEL_URL")]
@@ -134,6 +138,10 @@ pub struct StoreArgs {
 pub struct CommandApiArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Save an aggregate's state every N versions, and load aggregates from the newest such
+    /// snapshot (0: never). Snapshots are only a cache.
+    #[arg(long, env = "EVENTLINE_SNAPSHOT_EVERY", default_value_t = 500)]
+    pub snapshot_every: u64,
     /// Address to listen on.
     #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,

@@ -123,6 +123,52 @@ pub async fn open_store(
     })
 }
 
+/// An event store and, where the store keeps them, its snapshots.
+#[derive(Debug, Clone)]
+pub struct OpenedStore {
+    pub events: Arc<dyn EventStore>,
+    /// `None` for MongoDB (snapshots are not kept there yet).
+    pub snapshots: Option<Arc<dyn eventline_core::SnapshotStore>>,
+}
+
+/// [`open_store`], keeping hold of the store's snapshot side too.
+pub async fn open_store_with_snapshots(
+    flag: &'static str,
+    url: &DatabaseUrl,
+    pool_size: u32,
+) -> Result<OpenedStore, OpenError> {
+    let error = |source| OpenError::Store {
+        flag,
+        url: url.clone(),
+        source,
+    };
+    match url.scheme() {
+        "sqlite" => {
+            let path = url.sqlite_path().unwrap_or_default();
+            let store = Arc::new(SqliteEventStore::open(path).await.map_err(error)?);
+            Ok(OpenedStore {
+                events: store.clone(),
+                snapshots: Some(store),
+            })
+        }
+        "postgres" | "postgresql" => {
+            let store = Arc::new(
+                PostgresEventStore::connect(url.expose(), pool_size)
+                    .await
+                    .map_err(error)?,
+            );
+            Ok(OpenedStore {
+                events: store.clone(),
+                snapshots: Some(store),
+            })
+        }
+        _ => Ok(OpenedStore {
+            events: open_store(flag, url, pool_size).await?,
+            snapshots: None,
+        }),
+    }
+}
+
 /// Opens the read-model database a URL names.
 pub async fn open_read_model(
     flag: &'static str,

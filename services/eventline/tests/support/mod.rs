@@ -171,6 +171,8 @@ impl TestApp {
             batch_size: 100,
             store: store_url.clone(),
             store_pool_size: 8,
+            // Small, so that every walkthrough also loads aggregates from snapshots.
+            snapshot_every: 3,
             read_model: read_model_url,
         };
         let store = match &store_url {

@@ -2,7 +2,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use eventline_core::{CommandError, CommandHandler, EventStore, Metadata};
+use eventline_core::{CommandError, CommandHandler, EventStore, Metadata, SnapshotStore};
 use eventline_http::{ApiError, ApiJson, Problem, etag, expected_version};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -26,6 +26,16 @@ impl CommandState {
         Self {
             accounts: CommandHandler::new(store),
         }
+    }
+
+    /// Snapshot accounts every `every` versions into `snapshots` (see
+    /// [`CommandHandler::with_snapshots`]).
+    #[must_use]
+    pub fn with_snapshots(mut self, snapshots: Arc<dyn SnapshotStore>, every: u64) -> Self {
+        self.accounts = self
+            .accounts
+            .with_snapshots(snapshots, every, Account::SNAPSHOT_FORMAT);
+        self
     }
 }
 
