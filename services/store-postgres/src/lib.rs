@@ -72,6 +72,19 @@ macro_rules! select_events {
     };
 }
 
+/// The whole log in read order, from the start ($1: limit).
+const READ_ALL_FROM_START: &str = select_events!(
+    "WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY tx_id, position LIMIT $1"
+);
+
+/// The whole log in read order, after a position ($1: commit, $2: event, $3: limit).
+const READ_ALL_AFTER: &str = select_events!(
+    "WHERE (tx_id, position) > (($1::bigint)::text::xid8, $2) \
+       AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY tx_id, position LIMIT $3"
+);
+
 fn envelope_from_row(row: &PgRow) -> Result<Envelope, StoreError> {
     let number = to_u64(row.get(0));
     let metadata: serde_json::Value = row.get(8);
@@ -256,24 +269,17 @@ impl EventStore for PostgresEventStore {
 
     async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<Envelope>, StoreError> {
         let rows = if after == Position::START {
-            sqlx::query(select_events!(
-                "WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY tx_id, position LIMIT $1"
-            ))
-            .bind(to_i64(limit as u64))
-            .fetch_all(&self.pool)
-            .await
+            sqlx::query(READ_ALL_FROM_START)
+                .bind(to_i64(limit as u64))
+                .fetch_all(&self.pool)
+                .await
         } else {
-            sqlx::query(select_events!(
-                "WHERE (tx_id, position) > (($1::bigint)::text::xid8, $2) \
-                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY tx_id, position LIMIT $3"
-            ))
-            .bind(to_i64(after.commit))
-            .bind(to_i64(after.event))
-            .bind(to_i64(limit as u64))
-            .fetch_all(&self.pool)
-            .await
+            sqlx::query(READ_ALL_AFTER)
+                .bind(to_i64(after.commit))
+                .bind(to_i64(after.event))
+                .bind(to_i64(limit as u64))
+                .fetch_all(&self.pool)
+                .await
         }
         .map_err(db_error("reading all events"))?;
         rows.iter().map(envelope_from_row).collect()
@@ -374,5 +380,52 @@ impl eventline_core::SnapshotStore for PostgresEventStore {
             .await
             .map(drop)
             .map_err(db_error("deleting snapshots"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Readers of the whole log must walk the `(tx_id, position)` index: a plan that sorts
+    /// scans and sorts the rest of the log for every batch (it once did, because an output
+    /// column named `tx_id` made `ORDER BY tx_id` mean a cast of it).
+    #[tokio::test]
+    async fn whole_log_reads_walk_the_index_without_sorting() {
+        let database = eventline_test_support::TestDatabase::postgres().await;
+        let store = PostgresEventStore::connect(&database.url, 1)
+            .await
+            .expect("store");
+        let mut conn = store.pool.acquire().await.expect("connection");
+        // An empty table: without these the planner may prefer scanning and sorting anyway.
+        sqlx::raw_sql("SET enable_seqscan = off; SET enable_bitmapscan = off")
+            .execute(&mut *conn)
+            .await
+            .expect("set");
+        for (sql, args) in [
+            (READ_ALL_FROM_START, "(1000)"),
+            (READ_ALL_AFTER, "(1, 1, 1000)"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE q AS {sql}")))
+                .execute(&mut *conn)
+                .await
+                .expect("prepare");
+            let plan: Vec<(String,)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN EXECUTE q {args}")))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .expect("explain");
+            let plan: Vec<String> = plan.into_iter().map(|(line,)| line).collect();
+            assert!(
+                plan.iter()
+                    .any(|l| l.contains("eventline_events_read_order")),
+                "{plan:#?}"
+            );
+            assert!(!plan.iter().any(|l| l.contains("Sort")), "{plan:#?}");
+            sqlx::query("DEALLOCATE q")
+                .execute(&mut *conn)
+                .await
+                .expect("deallocate");
+        }
     }
 }
