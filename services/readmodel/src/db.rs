@@ -1175,6 +1175,12 @@ where
         }
         for (columns, rows) in &upserts {
             columns_of(table, &rows[0])?;
+            // PostgreSQL takes the rows as one array per column.
+            let conn_any: &mut dyn std::any::Any = &mut *conn;
+            if let Some(pg) = conn_any.downcast_mut::<sqlx::PgConnection>() {
+                upsert_arrays(pg, table, columns, rows).await?;
+                continue;
+            }
             let per_statement = (BINDS_PER_STATEMENT / columns.len()).clamp(1, ROWS_PER_STATEMENT);
             for chunk in statement_chunks(rows, per_statement) {
                 let sql = dialect.upsert_rows(table, columns, chunk.len());
@@ -1215,6 +1221,65 @@ where
         }
     }
     Ok(())
+}
+
+/// PostgreSQL: upserts `rows` (each with exactly `columns`) in one statement, one array per
+/// column. A value of the wrong type for its column is a schema error (a data error: the batch
+/// then goes event by event).
+async fn upsert_arrays(
+    conn: &mut sqlx::PgConnection,
+    table: &Table,
+    columns: &[&'static str],
+    rows: &[Columns],
+) -> Result<(), ReadModelError> {
+    let mut query = sqlx::query(AssertSqlSafe(
+        Dialect::Postgres.upsert_arrays(table, columns),
+    ));
+    for (index, name) in columns.iter().enumerate() {
+        let ty = table.column(name).map_or(ColumnType::Text, |c| c.ty);
+        let wrong = |value: &Value| ReadModelError::Schema {
+            table: table.name.to_owned(),
+            reason: format!("column {name:?} ({ty:?}) cannot hold {value:?}"),
+        };
+        let cells = rows.iter().map(|row| &row[index].1);
+        query = match ty {
+            ColumnType::BigInt => query.bind(
+                cells
+                    .map(|v| match v {
+                        Value::Null => Ok(None),
+                        Value::Int(i) => Ok(Some(*i)),
+                        other => Err(wrong(other)),
+                    })
+                    .collect::<Result<Vec<Option<i64>>, _>>()?,
+            ),
+            ColumnType::Text => query.bind(
+                cells
+                    .map(|v| match v {
+                        Value::Null => Ok(None),
+                        Value::Text(t) => Ok(Some(t.clone())),
+                        other => Err(wrong(other)),
+                    })
+                    .collect::<Result<Vec<Option<String>>, _>>()?,
+            ),
+            ColumnType::Timestamp => query.bind(
+                cells
+                    .map(|v| match v {
+                        Value::Null => Ok(None),
+                        Value::Timestamp(t) => Ok(Some(*t)),
+                        other => Err(wrong(other)),
+                    })
+                    .collect::<Result<Vec<Option<DateTime<Utc>>>, _>>()?,
+            ),
+        };
+    }
+    query
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+        .map_err(database_error(
+            Dialect::Postgres,
+            format!("upserting into {}", table.name),
+        ))
 }
 
 async fn run<DB: Backend>(

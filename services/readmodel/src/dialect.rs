@@ -204,6 +204,39 @@ impl Dialect {
         )
     }
 
+    /// The `n`-th placeholder cast to `column`'s type (`$3::BIGINT`).
+    fn typed_placeholder(self, table: &Table, column: &str, n: usize) -> String {
+        let ty = table
+            .column(column)
+            .map_or("TEXT", |c| self.column_type(c.ty, false));
+        format!("{}::{ty}", self.placeholder(n))
+    }
+
+    /// PostgreSQL only: [`Dialect::upsert`] of any number of rows given as one array per
+    /// column (`unnest($1::bigint[], $2::text[], ...)`): one statement text whatever the row
+    /// count, and one bind per column instead of one per value.
+    pub fn upsert_arrays(self, table: &Table, columns: &[&str]) -> String {
+        debug_assert_eq!(self, Dialect::Postgres);
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}[]", self.typed_placeholder(table, c, i + 1)))
+            .collect();
+        let single = self.insert_or(table, columns, 1, true);
+        let values = format!(
+            "VALUES ({})",
+            (1..=columns.len())
+                .map(|n| self.placeholder(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        single.replacen(
+            &values,
+            &format!("SELECT * FROM unnest({})", arrays.join(", ")),
+            1,
+        )
+    }
+
     /// PostgreSQL only: set `set` columns of `rows` rows, each found by its `key` columns, in
     /// one statement. Binds, row by row: the key values, then the set values. The statement
     /// reports how many rows it matched, so a missing row is noticed.
@@ -216,12 +249,7 @@ impl Dialect {
                 let cells: Vec<String> = columns
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| {
-                        let ty = table
-                            .column(c)
-                            .map_or("TEXT", |c| self.column_type(c.ty, false));
-                        format!("{}::{ty}", self.placeholder(row * width + i + 1))
-                    })
+                    .map(|(i, c)| self.typed_placeholder(table, c, row * width + i + 1))
                     .collect();
                 format!("({})", cells.join(", "))
             })
@@ -482,6 +510,15 @@ pub(crate) mod tests {
         );
         assert!(d.checkpoint_for_update().ends_with(" FOR UPDATE"));
         assert!(d.partition_offset_for_update().ends_with(" FOR UPDATE"));
+    }
+
+    #[test]
+    fn renders_postgres_upserts_from_arrays() {
+        assert_eq!(
+            Dialect::Postgres.upsert_arrays(&accounts(), &["id", "balance"]),
+            "INSERT INTO \"accounts\" (\"id\", \"balance\") SELECT * FROM unnest($1::TEXT[], \
+             $2::BIGINT[]) ON CONFLICT (\"id\") DO UPDATE SET \"balance\" = excluded.\"balance\""
+        );
     }
 
     #[test]
