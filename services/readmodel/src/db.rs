@@ -1068,6 +1068,23 @@ where
     let dialect = DB::DIALECT;
     let table = schema.table(STREAM_VERSIONS)?;
     let projection = Value::from(schema.projection);
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let conn_any: &mut dyn std::any::Any = &mut *conn;
+    if let Some(pg) = conn_any.downcast_mut::<sqlx::PgConnection>() {
+        let rows: Vec<Columns> = changed
+            .iter()
+            .map(|id| {
+                vec![
+                    ("projection", projection.clone()),
+                    ("stream_id", Value::from(*id)),
+                    ("version", Value::from(versions[id])),
+                ]
+            })
+            .collect();
+        return upsert_arrays(pg, table, &["projection", "stream_id", "version"], &rows).await;
+    }
     for chunk in statement_chunks(changed, VERSION_ROWS_PER_STATEMENT) {
         let values: Vec<(Value, Value)> = chunk
             .iter()
@@ -1150,8 +1167,8 @@ where
                     }
                 }
                 Pending::Update { key, set } => {
-                    let batched = dialect == Dialect::Postgres
-                        && !key.iter().chain(&set).any(|(_, v)| *v == Value::Null);
+                    // PostgreSQL updates many rows at once (typed arrays carry NULLs too).
+                    let batched = dialect == Dialect::Postgres;
                     if !batched {
                         let op = RowOp::Update {
                             table: table.name,
@@ -1197,35 +1214,76 @@ where
         for (key_columns, set_columns, rows) in &updates {
             columns_of(table, &rows[0].0)?;
             columns_of(table, &rows[0].1)?;
-            let width = key_columns.len() + set_columns.len();
-            let per_statement = (BINDS_PER_STATEMENT / width).clamp(1, ROWS_PER_STATEMENT);
-            for chunk in statement_chunks(rows, per_statement) {
-                let sql = dialect.update_rows(table, set_columns, key_columns, chunk.len());
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for (key, set) in chunk {
-                    for (_, value) in key.iter().chain(set) {
-                        query = DB::bind(query, value);
-                    }
-                }
-                let done = query
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(database_error(dialect, format!("updating {}", table.name)))?;
-                if DB::rows_affected(&done) != chunk.len() as u64 {
-                    return Err(ReadModelError::MissingRow {
-                        table: table.name.to_owned(),
-                        key: format!("one of {} keys updated together", chunk.len()),
-                    });
-                }
+            let conn_any: &mut dyn std::any::Any = &mut *conn;
+            if let Some(pg) = conn_any.downcast_mut::<sqlx::PgConnection>() {
+                update_arrays(pg, table, key_columns, set_columns, rows).await?;
+                continue;
+            }
+            // Only PostgreSQL batches updates; any other database takes them one by one.
+            for (key, set) in rows {
+                let op = RowOp::Update {
+                    table: table.name,
+                    key: key.clone(),
+                    set: set.clone(),
+                };
+                apply_ops::<DB>(conn, schema, std::slice::from_ref(&op)).await?;
             }
         }
     }
     Ok(())
 }
 
-/// PostgreSQL: upserts `rows` (each with exactly `columns`) in one statement, one array per
-/// column. A value of the wrong type for its column is a schema error (a data error: the batch
-/// then goes event by event).
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds `values` as one PostgreSQL array of `column`'s declared type. A value of another
+/// type is a schema error (a data error: the batch then goes event by event).
+fn bind_array<'q>(
+    query: PgQuery<'q>,
+    table: &Table,
+    column: &str,
+    values: &[&Value],
+) -> Result<PgQuery<'q>, ReadModelError> {
+    let ty = table.column(column).map_or(ColumnType::Text, |c| c.ty);
+    let wrong = |value: &Value| ReadModelError::Schema {
+        table: table.name.to_owned(),
+        reason: format!("column {column:?} ({ty:?}) cannot hold {value:?}"),
+    };
+    Ok(match ty {
+        ColumnType::BigInt => query.bind(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    Value::Int(i) => Ok(Some(*i)),
+                    other => Err(wrong(other)),
+                })
+                .collect::<Result<Vec<Option<i64>>, _>>()?,
+        ),
+        ColumnType::Text => query.bind(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    Value::Text(t) => Ok(Some(t.clone())),
+                    other => Err(wrong(other)),
+                })
+                .collect::<Result<Vec<Option<String>>, _>>()?,
+        ),
+        ColumnType::Timestamp => query.bind(
+            values
+                .iter()
+                .map(|v| match v {
+                    Value::Null => Ok(None),
+                    Value::Timestamp(t) => Ok(Some(*t)),
+                    other => Err(wrong(other)),
+                })
+                .collect::<Result<Vec<Option<DateTime<Utc>>>, _>>()?,
+        ),
+    })
+}
+
+/// PostgreSQL: upserts `rows` (each with exactly `columns`, in that order) in one statement,
+/// one array per column.
 async fn upsert_arrays(
     conn: &mut sqlx::PgConnection,
     table: &Table,
@@ -1236,41 +1294,8 @@ async fn upsert_arrays(
         Dialect::Postgres.upsert_arrays(table, columns),
     ));
     for (index, name) in columns.iter().enumerate() {
-        let ty = table.column(name).map_or(ColumnType::Text, |c| c.ty);
-        let wrong = |value: &Value| ReadModelError::Schema {
-            table: table.name.to_owned(),
-            reason: format!("column {name:?} ({ty:?}) cannot hold {value:?}"),
-        };
-        let cells = rows.iter().map(|row| &row[index].1);
-        query = match ty {
-            ColumnType::BigInt => query.bind(
-                cells
-                    .map(|v| match v {
-                        Value::Null => Ok(None),
-                        Value::Int(i) => Ok(Some(*i)),
-                        other => Err(wrong(other)),
-                    })
-                    .collect::<Result<Vec<Option<i64>>, _>>()?,
-            ),
-            ColumnType::Text => query.bind(
-                cells
-                    .map(|v| match v {
-                        Value::Null => Ok(None),
-                        Value::Text(t) => Ok(Some(t.clone())),
-                        other => Err(wrong(other)),
-                    })
-                    .collect::<Result<Vec<Option<String>>, _>>()?,
-            ),
-            ColumnType::Timestamp => query.bind(
-                cells
-                    .map(|v| match v {
-                        Value::Null => Ok(None),
-                        Value::Timestamp(t) => Ok(Some(*t)),
-                        other => Err(wrong(other)),
-                    })
-                    .collect::<Result<Vec<Option<DateTime<Utc>>>, _>>()?,
-            ),
-        };
+        let cells: Vec<&Value> = rows.iter().map(|row| &row[index].1).collect();
+        query = bind_array(query, table, name, &cells)?;
     }
     query
         .execute(&mut *conn)
@@ -1280,6 +1305,38 @@ async fn upsert_arrays(
             Dialect::Postgres,
             format!("upserting into {}", table.name),
         ))
+}
+
+/// PostgreSQL: sets `set` columns of every row found by its `key` columns, in one statement,
+/// one array per column; fails with [`ReadModelError::MissingRow`] unless every row exists.
+async fn update_arrays(
+    conn: &mut sqlx::PgConnection,
+    table: &Table,
+    key_columns: &[&'static str],
+    set_columns: &[&'static str],
+    rows: &[(Columns, Columns)],
+) -> Result<(), ReadModelError> {
+    let sql = Dialect::Postgres.update_arrays(table, set_columns, key_columns);
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for (index, name) in key_columns.iter().enumerate() {
+        let cells: Vec<&Value> = rows.iter().map(|(key, _)| &key[index].1).collect();
+        query = bind_array(query, table, name, &cells)?;
+    }
+    for (index, name) in set_columns.iter().enumerate() {
+        let cells: Vec<&Value> = rows.iter().map(|(_, set)| &set[index].1).collect();
+        query = bind_array(query, table, name, &cells)?;
+    }
+    let done = query.execute(&mut *conn).await.map_err(database_error(
+        Dialect::Postgres,
+        format!("updating {}", table.name),
+    ))?;
+    if done.rows_affected() != rows.len() as u64 {
+        return Err(ReadModelError::MissingRow {
+            table: table.name.to_owned(),
+            key: format!("one of {} keys updated together", rows.len()),
+        });
+    }
+    Ok(())
 }
 
 async fn run<DB: Backend>(

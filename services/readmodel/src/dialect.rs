@@ -237,22 +237,15 @@ impl Dialect {
         )
     }
 
-    /// PostgreSQL only: set `set` columns of `rows` rows, each found by its `key` columns, in
-    /// one statement. Binds, row by row: the key values, then the set values. The statement
-    /// reports how many rows it matched, so a missing row is noticed.
-    pub fn update_rows(self, table: &Table, set: &[&str], key: &[&str], rows: usize) -> String {
+    /// PostgreSQL only: set `set` columns of the rows found by their `key` columns, the values
+    /// given as one array per column: keys first, then the set columns.
+    pub fn update_arrays(self, table: &Table, set: &[&str], key: &[&str]) -> String {
         debug_assert_eq!(self, Dialect::Postgres);
         let columns: Vec<&str> = key.iter().chain(set).copied().collect();
-        let width = columns.len();
-        let values: Vec<String> = (0..rows)
-            .map(|row| {
-                let cells: Vec<String> = columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| self.typed_placeholder(table, c, row * width + i + 1))
-                    .collect();
-                format!("({})", cells.join(", "))
-            })
+        let arrays: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}[]", self.typed_placeholder(table, c, i + 1)))
             .collect();
         let assignments: Vec<String> = set
             .iter()
@@ -269,10 +262,10 @@ impl Dialect {
             })
             .collect();
         format!(
-            "UPDATE {} SET {} FROM (VALUES {}) AS v ({}) WHERE {}",
+            "UPDATE {} SET {} FROM unnest({}) AS v ({}) WHERE {}",
             self.quote(table.name),
             assignments.join(", "),
-            values.join(", "),
+            arrays.join(", "),
             self.list(&columns),
             matches.join(" AND ")
         )
@@ -513,20 +506,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn renders_postgres_updates_from_arrays() {
+        assert_eq!(
+            Dialect::Postgres.update_arrays(&accounts(), &["balance"], &["id"]),
+            "UPDATE \"accounts\" SET \"balance\" = v.\"balance\" FROM unnest($1::TEXT[], \
+             $2::BIGINT[]) AS v (\"id\", \"balance\") WHERE \"accounts\".\"id\" = v.\"id\""
+        );
+    }
+
+    #[test]
     fn renders_postgres_upserts_from_arrays() {
         assert_eq!(
             Dialect::Postgres.upsert_arrays(&accounts(), &["id", "balance"]),
             "INSERT INTO \"accounts\" (\"id\", \"balance\") SELECT * FROM unnest($1::TEXT[], \
              $2::BIGINT[]) ON CONFLICT (\"id\") DO UPDATE SET \"balance\" = excluded.\"balance\""
-        );
-    }
-
-    #[test]
-    fn renders_postgres_multi_row_updates_with_typed_values() {
-        assert_eq!(
-            Dialect::Postgres.update_rows(&accounts(), &["balance"], &["id"], 2),
-            "UPDATE \"accounts\" SET \"balance\" = v.\"balance\" FROM (VALUES ($1::TEXT, $2::BIGINT), \
-             ($3::TEXT, $4::BIGINT)) AS v (\"id\", \"balance\") WHERE \"accounts\".\"id\" = v.\"id\""
         );
     }
 
