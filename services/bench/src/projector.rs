@@ -229,6 +229,20 @@ async fn raw_copy(
     Ok((copied, started.elapsed()))
 }
 
+/// Measures and prints a raw COPY of the rows `count` events make; returns its rows/s.
+async fn copy_reference(count: usize, accounts: usize) -> anyhow::Result<f64> {
+    let rows = final_rows(count, accounts);
+    let (copied, copy_time) = raw_copy(&rows).await.context("raw COPY")?;
+    let copy_rate = copied as f64 / copy_time.as_secs_f64();
+    println!(
+        "{:<52} {:>10.0} rows/s     ({copied} rows in {:.1} s)",
+        "raw COPY of the same final rows into postgres",
+        copy_rate,
+        copy_time.as_secs_f64()
+    );
+    Ok(copy_rate)
+}
+
 /// Produces `count` events, measures a raw COPY of the rows they make, then the projector.
 pub async fn run(count: usize, batch: Option<usize>) -> anyhow::Result<()> {
     let accounts = count.div_ceil(EVENTS_PER_ACCOUNT).max(1);
@@ -241,15 +255,7 @@ pub async fn run(count: usize, batch: Option<usize>) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let rows = final_rows(count, accounts);
-    let (copied, copy_time) = raw_copy(&rows).await.context("raw COPY")?;
-    let copy_rate = copied as f64 / copy_time.as_secs_f64();
-    println!(
-        "{:<52} {:>10.0} rows/s     ({copied} rows in {:.1} s)",
-        "raw COPY of the same final rows into postgres",
-        copy_rate,
-        copy_time.as_secs_f64()
-    );
+    let copy_rate = copy_reference(count, accounts).await?;
 
     let database = TestDatabase::postgres().await;
     let db = ReadModelDb::connect_with_pool_size(&database.url, 8).await?;
@@ -359,15 +365,7 @@ pub async fn replay(count: usize) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let rows = final_rows(count, accounts);
-    let (copied, copy_time) = raw_copy(&rows).await.context("raw COPY")?;
-    let copy_rate = copied as f64 / copy_time.as_secs_f64();
-    println!(
-        "{:<52} {:>10.0} rows/s     ({copied} rows in {:.1} s)",
-        "raw COPY of the same final rows into postgres",
-        copy_rate,
-        copy_time.as_secs_f64()
-    );
+    let copy_rate = copy_reference(count, accounts).await?;
 
     // What reading alone costs: the whole store in the replay's batches.
     let started = Instant::now();

@@ -5,20 +5,18 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use eventline::app::{self, Services};
 use eventline::cli::{Cli, Command};
 use eventline::url::open_store;
-use eventline_bank::{AccountsProjection, read_model_rows};
-use eventline_projector::StoreProjector;
+use eventline_bank::read_model_rows;
 use eventline_readmodel::ReadModelDb;
 use eventline_test_support::{PrivateBroker, TestDatabase, kafka_brokers, unique_name};
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{Client, account_at_version};
+use support::{Client, account_at_version, replayed_rows};
 use tokio_util::sync::CancellationToken;
 
 /// The four services of a deployment, each started from its command line.
@@ -138,19 +136,7 @@ impl Pipeline {
         let store = open_store("--store", &self.store_url.parse().expect("url"), 2)
             .await
             .expect("store");
-        let replay_dir = tempfile::tempdir().expect("temp dir");
-        let replay = ReadModelDb::open_sqlite(replay_dir.path().join("replay.sqlite"))
-            .await
-            .expect("replay db");
-        StoreProjector::new(
-            Arc::clone(&store),
-            replay.clone(),
-            Arc::new(AccountsProjection),
-        )
-        .catch_up()
-        .await
-        .expect("replay");
-        let expected = read_model_rows(&replay).await.expect("replayed rows");
+        let expected = replayed_rows(&store).await;
         let live = ReadModelDb::connect(&self.read_model_url)
             .await
             .expect("read model");

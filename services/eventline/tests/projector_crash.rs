@@ -1,6 +1,8 @@
 //! Kill the real `eventline project --source kafka` process while it works through a backlog,
 //! start it again: the read model ends equal to a fresh replay of the store, row by row.
 
+mod support;
+
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,11 +10,11 @@ use std::time::{Duration, Instant};
 use eventline::url::open_store;
 use eventline_bank::{AccountsProjection, read_model_rows};
 use eventline_core::{EventStore, Metadata, NewEvent};
-use eventline_projector::StoreProjector;
 use eventline_readmodel::ReadModelDb;
 use eventline_relay::{Relay, RelayConfig};
 use eventline_test_support::{TestDatabase, kafka_brokers, unique_name};
 use serde_json::json;
+use support::replayed_rows;
 use tokio::process::{Child, Command};
 
 const ACCOUNTS: usize = 600;
@@ -128,19 +130,7 @@ async fn a_projector_killed_mid_batch_resumes_to_equal_a_fresh_replay() {
     second.start_kill().expect("stop");
     second.wait().await.expect("wait");
 
-    let replay_dir = tempfile::tempdir().expect("temp dir");
-    let replay = ReadModelDb::open_sqlite(replay_dir.path().join("replay.sqlite"))
-        .await
-        .expect("replay db");
-    StoreProjector::new(
-        Arc::clone(&store),
-        replay.clone(),
-        Arc::new(AccountsProjection),
-    )
-    .catch_up()
-    .await
-    .expect("replay");
-    let expected = read_model_rows(&replay).await.expect("replayed rows");
+    let expected = replayed_rows(&store).await;
     let live = read_model_rows(&db).await.expect("live rows");
     assert_eq!(live.len(), expected.len());
     for (got, want) in live.iter().zip(&expected) {

@@ -239,3 +239,22 @@ pub async fn account_at_version(client: &Client, id: &str, version: u64) -> Valu
     )
     .await
 }
+
+/// The bank read model a fresh replay of the whole store gives (in a temporary SQLite file).
+pub async fn replayed_rows(store: &Arc<dyn EventStore>) -> Vec<eventline_readmodel::Row> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let replay = eventline_readmodel::ReadModelDb::open_sqlite(dir.path().join("replay.sqlite"))
+        .await
+        .expect("replay db");
+    eventline_projector::StoreProjector::new(
+        Arc::clone(store),
+        replay.clone(),
+        Arc::new(eventline_bank::AccountsProjection),
+    )
+    .catch_up()
+    .await
+    .expect("replay");
+    eventline_bank::read_model_rows(&replay)
+        .await
+        .expect("replayed rows")
+}
