@@ -67,6 +67,9 @@ pub struct ReplayArgs {
     #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub store_pool_size: u32,
     /// Where to build the read model: `sqlite://PATH`, `postgres://...` or `mysql://...`.
+    /// It may be the database that serves the live model: the new version is built beside
+    /// it and cut over to atomically when it has caught up (the old one is kept as
+    /// `TABLE__previous` until the next cut-over).
     #[arg(long, env = "EVENTLINE_REPLAY_TARGET_URL")]
     pub target: DatabaseUrl,
     /// The projection to rebuild (e.g. `bank-accounts`).

@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Executor, IntoArguments};
 
 use crate::backend::{Args, Backend};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, RowLock};
 use crate::error::ReadModelError;
 use crate::migrate;
 use crate::plan::{Added, Columns, Pending, WritePlan};
@@ -26,18 +26,18 @@ const BINDS_PER_STATEMENT: usize = 30_000;
 const ROWS_PER_STATEMENT: usize = 4_096;
 
 /// Where the projector's progress is kept, in the read model's own database.
-const CHECKPOINTS: &str = "eventline_checkpoints";
+pub(crate) const CHECKPOINTS: &str = "eventline_checkpoints";
 /// Events a projection could not apply, kept with the reason.
-const DEAD_LETTERS: &str = "eventline_dead_letters";
+pub(crate) const DEAD_LETTERS: &str = "eventline_dead_letters";
 /// The last version of each stream a projection has applied: how redelivered events are
 /// recognised whatever order streams arrive in (Kafka partitions are not globally ordered).
-const STREAM_VERSIONS: &str = "eventline_stream_versions";
+pub(crate) const STREAM_VERSIONS: &str = "eventline_stream_versions";
 /// The next offset of each Kafka partition a projection consumes, written with the batch.
 const KAFKA_OFFSETS: &str = "eventline_kafka_offsets";
 /// Stream-version rows written per statement.
 const VERSION_ROWS_PER_STATEMENT: usize = 4_096;
 
-fn checkpoints_table() -> Table {
+pub(crate) fn checkpoints_table() -> Table {
     Table {
         name: CHECKPOINTS,
         columns: vec![
@@ -45,16 +45,24 @@ fn checkpoints_table() -> Table {
             Column::new("commit_position", ColumnType::BigInt),
             Column::new("event_position", ColumnType::BigInt),
             Column::new("updated_at", ColumnType::Timestamp),
+            // Set while a cut-over that cannot be one transaction (MySQL's DDL commits)
+            // swaps the projection's tables: batches wait until it is clear again.
+            Column::nullable("cut_over_by", ColumnType::Text),
         ],
         primary_key: &["projection"],
         indexes: vec![],
     }
 }
 
+/// Which replay built (or is building) each projection's live tables.
+pub(crate) const REPLAYS: &str = "eventline_replays";
+/// Where each table's declaration is recorded.
+pub(crate) const DEFINITIONS: &str = "eventline_table_definitions";
+
 /// Which replay built (or is building) a projection's tables in this database.
 fn replays_table() -> Table {
     Table {
-        name: "eventline_replays",
+        name: REPLAYS,
         columns: vec![
             Column::new("projection", ColumnType::Text),
             Column::new("request_id", ColumnType::Text),
@@ -68,9 +76,9 @@ fn replays_table() -> Table {
 }
 
 /// Where each table's declaration is recorded, for migrations (see [`crate::migrate`]).
-fn definitions_table() -> Table {
+pub(crate) fn definitions_table() -> Table {
     Table {
-        name: "eventline_table_definitions",
+        name: DEFINITIONS,
         columns: vec![
             Column::new("table_name", ColumnType::Text),
             Column::new("projection", ColumnType::Text),
@@ -158,10 +166,14 @@ pub struct ReadModelDb {
 /// The tables of one projection in one database, as created by [`ReadModelDb::ensure_schema`].
 #[derive(Debug, Clone)]
 pub struct Schema {
-    projection: &'static str,
+    /// The key of this version's bookkeeping rows (checkpoint, stream versions...).
+    pub(crate) projection: &'static str,
     /// Streams of these types get their applied version recorded.
-    stream_types: &'static [&'static str],
-    tables: HashMap<&'static str, Table>,
+    pub(crate) stream_types: &'static [&'static str],
+    /// Declared name -> the table it is written to.
+    pub(crate) tables: HashMap<&'static str, Table>,
+    /// The declared names of the projection's own tables, in declaration order.
+    pub(crate) own_tables: Vec<&'static str>,
 }
 
 /// Where a batch comes from, which decides how events already applied are recognised.
@@ -185,10 +197,11 @@ pub enum BatchSource<'a> {
 /// What [`ReadModelDb::claim_replay`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayClaim {
-    /// No read model was there; the replay starts from the beginning.
-    Started,
-    /// The same replay was interrupted; it continues after this position.
+    /// The replay starts, or continues after this position (after an interruption).
     Resumed(Position),
+    /// The same replay was interrupted in the middle of a cut-over (MySQL only): finish it
+    /// with [`ReadModelDb::finish_interrupted_cut_over`].
+    CuttingOver,
     /// The same replay has already finished.
     Finished,
 }
@@ -233,7 +246,7 @@ fn key_text(key: &[(&str, Value)]) -> String {
         .join(", ")
 }
 
-fn database_error(
+pub(crate) fn database_error(
     dialect: Dialect,
     action: impl Into<String>,
 ) -> impl FnOnce(sqlx::Error) -> ReadModelError {
@@ -316,7 +329,8 @@ impl ReadModelDb {
 
     /// Checks that the database answers; used by `/readyz`.
     pub async fn ping(&self) -> Result<(), ReadModelError> {
-        with_pool!(self, pool => execute_on(pool, "SELECT 1".to_owned(), "pinging").await)
+        with_pool!(self, pool => execute_on(pool, "SELECT 1".to_owned(), &[], "pinging").await)
+            .map(drop)
     }
 
     /// Closes the pool, waiting for connections in use.
@@ -334,6 +348,7 @@ impl ReadModelDb {
         let definitions = definitions_table();
         self.create_table(&definitions).await?;
         let mut tables = HashMap::new();
+        let own_tables = projection.tables().iter().map(|t| t.name).collect();
         for table in projection.tables().into_iter().chain([
             checkpoints_table(),
             dead_letters_table(),
@@ -349,15 +364,24 @@ impl ReadModelDb {
             projection: projection.name(),
             stream_types: projection.stream_types(),
             tables,
+            own_tables,
         };
-        let checkpoints = schema.table(CHECKPOINTS)?;
-        let row = start_checkpoint(schema.projection);
-        with_pool!(self, pool => initialise_row(pool, checkpoints, &row).await)?;
+        self.initialise_checkpoint(&schema).await?;
         Ok(schema)
     }
 
+    /// Makes sure `schema`'s projection has a checkpoint row (so batches can lock it).
+    pub(crate) async fn initialise_checkpoint(
+        &self,
+        schema: &Schema,
+    ) -> Result<(), ReadModelError> {
+        let checkpoints = schema.table(CHECKPOINTS)?;
+        let row = start_checkpoint(schema.projection);
+        with_pool!(self, pool => initialise_row(pool, checkpoints, &row).await)
+    }
+
     /// Creates `table` and its indexes if they do not exist.
-    async fn create_table(&self, table: &Table) -> Result<(), ReadModelError> {
+    pub(crate) async fn create_table(&self, table: &Table) -> Result<(), ReadModelError> {
         for statement in self.dialect().create_table(table) {
             let action = format!("creating table {}", table.name);
             self.execute_retrying(statement, &action).await?;
@@ -367,14 +391,16 @@ impl ReadModelDb {
 
     /// Runs a DDL statement; two processes preparing the same schema at once can make
     /// PostgreSQL's `IF NOT EXISTS` fail on its catalog, and the second try sees the table.
-    async fn execute_retrying(
+    pub(crate) async fn execute_retrying(
         &self,
         statement: String,
         action: &str,
     ) -> Result<(), ReadModelError> {
         let mut attempt = 1;
         loop {
-            let done = with_pool!(self, pool => execute_on(pool, statement.clone(), action).await);
+            let done =
+                with_pool!(self, pool => execute_on(pool, statement.clone(), &[], action).await)
+                    .map(drop);
             match done {
                 Err(error) if error.is_data_error() && attempt < 5 => {
                     attempt += 1;
@@ -441,7 +467,8 @@ impl ReadModelDb {
             );
         for statement in statements {
             let action = format!("migrating table {}", table.name);
-            if let Err(error) = with_pool!(self, pool => execute_on(pool, statement, &action).await)
+            if let Err(error) =
+                with_pool!(self, pool => execute_on(pool, statement, &[], &action).await)
             {
                 // Another process may have migrated it a moment ago.
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -478,48 +505,54 @@ impl ReadModelDb {
         Ok(rows.len() as u64)
     }
 
-    /// Claims this database's tables of `schema`'s projection for the replay `request_id`:
-    /// a replay may build a read model only where none exists yet, or continue its own
-    /// (after a crash, the same request resumes from its checkpoint).
+    /// Claims `live`'s projection in this database for the replay `request_id`, which builds
+    /// the new version `version` (see [`ReadModelDb::ensure_version_schema`]). One replay
+    /// at a time: a replay that has not finished keeps the projection until it does (after
+    /// a crash, the same request resumes from its checkpoint); a finished one makes way
+    /// for the next request.
     pub async fn claim_replay(
         &self,
-        schema: &Schema,
+        live: &Schema,
+        version: &Schema,
         request_id: &str,
     ) -> Result<ReplayClaim, ReadModelError> {
-        let projection = schema.projection;
-        let table = schema.table("eventline_replays")?;
-        let rows = self
-            .select(&crate::query::Select {
-                table,
-                filters: vec![("projection", Value::from(projection))],
-                order_by: &["projection"],
-                after: None,
-                limit: 1,
-            })
+        let projection = live.projection;
+        let table = live.table(REPLAYS)?;
+        let claimed = self
+            .get(table, vec![("projection", Value::from(projection))])
             .await?;
-        if let Some(row) = rows.first() {
+        if let Some(row) = claimed {
             let owner = row["request_id"].as_str().unwrap_or_default();
             let status = row["status"].as_str().unwrap_or_default();
-            return if owner == request_id {
-                Ok(if status == "finished" {
-                    ReplayClaim::Finished
-                } else {
-                    ReplayClaim::Resumed(self.checkpoint(projection).await?)
-                })
-            } else {
-                Err(ReadModelError::Occupied {
+            return match (owner == request_id, status) {
+                (true, "finished") => Ok(ReplayClaim::Finished),
+                (true, "cutting_over") => Ok(ReplayClaim::CuttingOver),
+                (true, _) => Ok(ReplayClaim::Resumed(
+                    self.checkpoint(version.projection).await?,
+                )),
+                (false, "finished") => {
+                    // The next replay takes over, unless another one just did.
+                    let sql = self.dialect().update(
+                        REPLAYS,
+                        &["request_id", "status", "started_at"],
+                        &["projection", "request_id", "status"],
+                    );
+                    let binds = [
+                        Value::from(request_id),
+                        Value::from("running"),
+                        Value::Timestamp(Utc::now()),
+                        Value::from(projection),
+                        Value::from(owner),
+                        Value::from("finished"),
+                    ];
+                    with_pool!(self, pool => execute_on(pool, sql, &binds.iter().collect::<Vec<_>>(), "claiming the replay").await)?;
+                    Box::pin(self.claim_replay(live, version, request_id)).await
+                }
+                (false, _) => Err(ReadModelError::Occupied {
                     projection: projection.to_owned(),
                     by: format!("replay {owner:?} ({status})"),
-                })
+                }),
             };
-        }
-        if self.checkpoint(projection).await? > Position::START
-            || !self.partition_offsets(projection).await?.is_empty()
-        {
-            return Err(ReadModelError::Occupied {
-                projection: projection.to_owned(),
-                by: "a live projector".to_owned(),
-            });
         }
         let row = vec![
             ("projection", Value::from(projection)),
@@ -529,35 +562,7 @@ impl ReadModelDb {
         ];
         with_pool!(self, pool => initialise_row(pool, table, &row).await)?;
         // Two replays racing for the same projection: the row says who won.
-        match Box::pin(self.claim_replay(schema, request_id)).await? {
-            ReplayClaim::Resumed(at) if at == Position::START => Ok(ReplayClaim::Started),
-            other => Ok(other),
-        }
-    }
-
-    /// Marks the replay `request_id` of `schema`'s projection finished.
-    pub async fn finish_replay(
-        &self,
-        schema: &Schema,
-        request_id: &str,
-    ) -> Result<(), ReadModelError> {
-        let table = schema.table("eventline_replays")?;
-        let claimed = self
-            .get(table, vec![("projection", Value::from(schema.projection))])
-            .await?;
-        let started_at = claimed
-            .as_ref()
-            .and_then(|row| row["started_at"].as_str())
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
-        let row = vec![
-            ("projection", Value::from(schema.projection)),
-            ("request_id", Value::from(request_id)),
-            ("status", Value::from("finished")),
-            ("started_at", Value::Timestamp(started_at)),
-            ("finished_at", Value::Timestamp(Utc::now())),
-        ];
-        with_pool!(self, pool => upsert_row(pool, table, &row).await)
+        Box::pin(self.claim_replay(live, version, request_id)).await
     }
 
     /// The Kafka partitions this projection has consumed, with the next offset of each.
@@ -673,11 +678,13 @@ fn start_checkpoint(projection: &'static str) -> Vec<(&'static str, Value)> {
     ]
 }
 
-async fn execute_on<DB: Backend>(
+/// Runs `sql` with `binds` on a connection of its own; returns the rows it affected.
+pub(crate) async fn execute_on<DB: Backend>(
     pool: &sqlx::Pool<DB>,
     sql: String,
+    binds: &[&Value],
     action: &str,
-) -> Result<(), ReadModelError>
+) -> Result<u64, ReadModelError>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     Args<DB>: IntoArguments<DB>,
@@ -686,10 +693,28 @@ where
         .acquire()
         .await
         .map_err(database_error(DB::DIALECT, action))?;
-    sqlx::query(AssertSqlSafe(sql))
+    execute_in::<DB>(&mut conn, sql, binds, action).await
+}
+
+/// Runs `sql` with `binds` on `conn`; returns the rows it affected.
+pub(crate) async fn execute_in<DB: Backend>(
+    conn: &mut DB::Connection,
+    sql: String,
+    binds: &[&Value],
+    action: &str,
+) -> Result<u64, ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for value in binds {
+        query = DB::bind(query, value);
+    }
+    query
         .execute(&mut *conn)
         .await
-        .map(drop)
+        .map(|result| DB::rows_affected(&result))
         .map_err(database_error(DB::DIALECT, action))
 }
 
@@ -782,42 +807,59 @@ where
         .acquire()
         .await
         .map_err(database_error(DB::DIALECT, "reading the checkpoint"))?;
-    checkpoint_in::<DB>(&mut conn, projection, false).await
+    Ok(checkpoint_in::<DB>(&mut conn, projection, RowLock::None)
+        .await?
+        .position)
 }
 
-/// Reads the checkpoint on `conn`, locking its row when `lock` (inside a batch transaction).
-async fn checkpoint_in<DB: Backend>(
+/// A projection's checkpoint row.
+pub(crate) struct CheckpointRow {
+    pub(crate) position: Position,
+    /// The replay whose cut-over is swapping the projection's tables right now.
+    pub(crate) cut_over_by: Option<String>,
+}
+
+/// Reads the checkpoint on `conn`, locking its row as `lock` says (see
+/// [`Dialect::checkpoint_select`]).
+pub(crate) async fn checkpoint_in<DB: Backend>(
     conn: &mut DB::Connection,
     projection: &str,
-    lock: bool,
-) -> Result<Position, ReadModelError>
+    lock: RowLock,
+) -> Result<CheckpointRow, ReadModelError>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     Args<DB>: IntoArguments<DB>,
 {
     let dialect = DB::DIALECT;
-    let sql = dialect.checkpoint_for_update();
-    let sql = if lock {
-        sql
-    } else {
-        sql.trim_end_matches(" FOR UPDATE").to_owned()
-    };
     let key = Value::from(projection);
-    let row = DB::bind(sqlx::query(AssertSqlSafe(sql)), &key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(database_error(dialect, "reading the checkpoint"))?;
+    let row = DB::bind(
+        sqlx::query(AssertSqlSafe(dialect.checkpoint_select(lock))),
+        &key,
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(database_error(dialect, "reading the checkpoint"))?;
     let Some(row) = row else {
-        return Ok(Position::START);
+        return Ok(CheckpointRow {
+            position: Position::START,
+            cut_over_by: None,
+        });
     };
     let number = |index| {
         DB::decode(&row, index, ColumnType::BigInt)
             .map(|v| v.as_u64().unwrap_or(0))
             .map_err(database_error(dialect, "reading the checkpoint"))
     };
-    Ok(Position {
-        commit: number(0)?,
-        event: number(1)?,
+    let cut_over_by = DB::decode(&row, 2, ColumnType::Text)
+        .map_err(database_error(dialect, "reading the checkpoint"))?
+        .as_str()
+        .map(str::to_owned);
+    Ok(CheckpointRow {
+        position: Position {
+            commit: number(0)?,
+            event: number(1)?,
+        },
+        cut_over_by,
     })
 }
 
@@ -838,9 +880,42 @@ where
         .begin_with(DB::BEGIN)
         .await
         .map_err(database_error(dialect, "beginning a batch"))?;
-    let conn: &mut DB::Connection = &mut tx;
+    let outcome = apply_in::<DB>(&mut tx, schema, source, batch, isolate_events, strict).await?;
+    tx.commit()
+        .await
+        .map_err(database_error(dialect, "committing a batch"))?;
+    Ok(outcome)
+}
+
+/// Applies a batch inside the caller's transaction `conn` (see [`ReadModelDb::apply`]).
+pub(crate) async fn apply_in<DB: Backend>(
+    conn: &mut DB::Connection,
+    schema: &Schema,
+    source: BatchSource<'_>,
+    batch: &[ProjectedEvent<'_>],
+    isolate_events: bool,
+    strict: bool,
+) -> Result<BatchOutcome, ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
     let from_store = source == BatchSource::Store;
-    let checkpoint = checkpoint_in::<DB>(conn, schema.projection, from_store).await?;
+    let lock = if from_store {
+        RowLock::Exclusive
+    } else {
+        RowLock::Shared
+    };
+    let CheckpointRow {
+        position: checkpoint,
+        cut_over_by,
+    } = checkpoint_in::<DB>(conn, schema.projection, lock).await?;
+    if let Some(request_id) = cut_over_by {
+        return Err(ReadModelError::CuttingOver {
+            projection: schema.projection.to_owned(),
+            request_id,
+        });
+    }
     let stored_offset = match source {
         BatchSource::Store => None,
         BatchSource::Partition {
@@ -965,9 +1040,6 @@ where
         ];
         upsert::<DB>(conn, schema, KAFKA_OFFSETS, &row).await?;
     }
-    tx.commit()
-        .await
-        .map_err(database_error(dialect, "committing a batch"))?;
     Ok(outcome)
 }
 
@@ -1455,7 +1527,7 @@ where
     ))
 }
 
-fn check_table(table: &Table) -> Result<(), ReadModelError> {
+pub(crate) fn check_table(table: &Table) -> Result<(), ReadModelError> {
     let bad = |reason: String| {
         Err(ReadModelError::Schema {
             table: table.name.to_owned(),
@@ -1486,11 +1558,16 @@ fn check_table(table: &Table) -> Result<(), ReadModelError> {
 }
 
 impl Schema {
-    fn table(&self, name: &str) -> Result<&Table, ReadModelError> {
-        self.tables.get(name).ok_or_else(|| ReadModelError::Schema {
-            table: name.to_owned(),
-            reason: format!("projection {} did not declare it", self.projection),
-        })
+    /// The table declared as `name`, or the one written as `name` (in a new version of the
+    /// read model, table names carry the version's suffix).
+    pub(crate) fn table(&self, name: &str) -> Result<&Table, ReadModelError> {
+        self.tables
+            .get(name)
+            .or_else(|| self.tables.values().find(|t| t.name == name))
+            .ok_or_else(|| ReadModelError::Schema {
+                table: name.to_owned(),
+                reason: format!("projection {} did not declare it", self.projection),
+            })
     }
 
     /// The projection this schema belongs to.

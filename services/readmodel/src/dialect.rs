@@ -15,6 +15,14 @@ pub enum Dialect {
     MySql,
 }
 
+/// How a read locks the row it reads, until its transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowLock {
+    None,
+    Shared,
+    Exclusive,
+}
+
 impl Dialect {
     /// A short name for logs, errors and metrics labels.
     pub fn name(self) -> &'static str {
@@ -65,6 +73,24 @@ impl Dialect {
 
     /// `CREATE TABLE IF NOT EXISTS` and its indexes, one statement each.
     pub fn create_table(self, table: &Table) -> Vec<String> {
+        // MySQL has no CREATE INDEX IF NOT EXISTS; indexes go inside the table.
+        let mut statements = vec![self.table_ddl(table, self == Dialect::MySql)];
+        if self != Dialect::MySql {
+            for index in &table.indexes {
+                statements.push(self.create_index(table, index));
+            }
+        }
+        statements
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` with the primary key only: the secondary indexes are
+    /// built after a bulk load ([`Dialect::create_index`]). Column types are those of the
+    /// indexed table (MySQL indexes only bounded text).
+    pub fn create_table_without_indexes(self, table: &Table) -> String {
+        self.table_ddl(table, false)
+    }
+
+    fn table_ddl(self, table: &Table, inline_indexes: bool) -> String {
         let indexed = |column: &str| {
             table.primary_key.contains(&column)
                 || table.indexes.iter().any(|i| i.columns.contains(&column))
@@ -80,8 +106,7 @@ impl Dialect {
             );
         }
         let _ = write!(ddl, "PRIMARY KEY ({})", self.list(table.primary_key));
-        if self == Dialect::MySql {
-            // MySQL has no CREATE INDEX IF NOT EXISTS; indexes go inside the table.
+        if inline_indexes {
             for index in &table.indexes {
                 let _ = write!(
                     ddl,
@@ -90,15 +115,12 @@ impl Dialect {
                     self.list(index.columns)
                 );
             }
-            ddl.push_str(") CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
-            return vec![ddl];
         }
         ddl.push(')');
-        let mut statements = vec![ddl];
-        for index in &table.indexes {
-            statements.push(self.create_index(table, index));
+        if self == Dialect::MySql {
+            ddl.push_str(" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
         }
-        statements
+        ddl
     }
 
     /// Adds a (nullable) column to an existing table.
@@ -308,18 +330,89 @@ impl Dialect {
         )
     }
 
-    /// Reads a projection's checkpoint, locking its row until the transaction ends so two
-    /// projector instances never apply the same batch (SQLite's write lock does the same).
-    pub fn checkpoint_for_update(self) -> String {
-        let lock = match self {
-            Dialect::Sqlite => "",
-            Dialect::Postgres | Dialect::MySql => " FOR UPDATE",
+    /// Reads a projection's checkpoint and its cut-over mark, locking the row as `lock`
+    /// says until the transaction ends. A batch from the store takes it exclusively, so two
+    /// projector instances never apply the same batch; a Kafka partition's batch shares it
+    /// with the other partitions' batches; a cut-over takes it exclusively and so waits for
+    /// every batch in flight and holds off the next (SQLite's write lock does all of this).
+    pub fn checkpoint_select(self, lock: RowLock) -> String {
+        let lock = match (self, lock) {
+            (Dialect::Sqlite, _) | (_, RowLock::None) => "",
+            (Dialect::Postgres | Dialect::MySql, RowLock::Exclusive) => " FOR UPDATE",
+            (Dialect::Postgres, RowLock::Shared) => " FOR SHARE",
+            (Dialect::MySql, RowLock::Shared) => " LOCK IN SHARE MODE",
         };
         format!(
-            "SELECT {}, {} FROM {} WHERE {} = {}{lock}",
+            "SELECT {}, {}, {} FROM {} WHERE {} = {}{lock}",
             self.quote("commit_position"),
             self.quote("event_position"),
+            self.quote("cut_over_by"),
             self.quote("eventline_checkpoints"),
+            self.quote("projection"),
+            self.placeholder(1)
+        )
+    }
+
+    /// Renames tables `(from, to)` in one statement where the database can (MySQL's
+    /// `RENAME TABLE` is atomic over all its pairs), else one statement each (PostgreSQL and
+    /// SQLite run them inside one transaction).
+    pub fn rename_tables(self, pairs: &[(&str, &str)]) -> Vec<String> {
+        match self {
+            Dialect::MySql => vec![format!(
+                "RENAME TABLE {}",
+                pairs
+                    .iter()
+                    .map(|(from, to)| format!("{} TO {}", self.quote(from), self.quote(to)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )],
+            Dialect::Postgres | Dialect::Sqlite => pairs
+                .iter()
+                .map(|(from, to)| {
+                    format!(
+                        "ALTER TABLE {} RENAME TO {}",
+                        self.quote(from),
+                        self.quote(to)
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// Sets `column` to NULL in the row whose `key` column matches (a literal NULL: bound
+    /// NULLs carry a type in PostgreSQL).
+    pub fn set_null(self, table: &str, column: &str, key: &str) -> String {
+        format!(
+            "UPDATE {} SET {} = NULL WHERE {} = {}",
+            self.quote(table),
+            self.quote(column),
+            self.quote(key),
+            self.placeholder(1)
+        )
+    }
+
+    /// Drops a table if it exists.
+    pub fn drop_table(self, table: &str) -> String {
+        format!("DROP TABLE IF EXISTS {}", self.quote(table))
+    }
+
+    /// Moves every row of `table` kept under the bookkeeping key `from` to the key `to`.
+    pub fn rekey(self, table: &str) -> String {
+        format!(
+            "UPDATE {} SET {} = {} WHERE {} = {}",
+            self.quote(table),
+            self.quote("projection"),
+            self.placeholder(1),
+            self.quote("projection"),
+            self.placeholder(2)
+        )
+    }
+
+    /// Deletes every row of `table` kept under one bookkeeping key.
+    pub fn delete_key(self, table: &str) -> String {
+        format!(
+            "DELETE FROM {} WHERE {} = {}",
+            self.quote(table),
             self.quote("projection"),
             self.placeholder(1)
         )
@@ -501,7 +594,18 @@ pub(crate) mod tests {
             d.upsert(&accounts(), &["id"]),
             "INSERT INTO `accounts` (`id`) VALUES (?) ON DUPLICATE KEY UPDATE `id` = `id`"
         );
-        assert!(d.checkpoint_for_update().ends_with(" FOR UPDATE"));
+        assert!(
+            d.checkpoint_select(RowLock::Exclusive)
+                .ends_with(" FOR UPDATE")
+        );
+        assert!(
+            d.checkpoint_select(RowLock::Shared)
+                .ends_with(" LOCK IN SHARE MODE")
+        );
+        assert_eq!(
+            d.rename_tables(&[("a", "a__previous"), ("a__r1", "a")]),
+            ["RENAME TABLE `a` TO `a__previous`, `a__r1` TO `a`"]
+        );
         assert!(d.partition_offset_for_update().ends_with(" FOR UPDATE"));
     }
 

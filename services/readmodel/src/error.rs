@@ -27,11 +27,17 @@ pub enum ReadModelError {
         event_type: String,
         reason: String,
     },
-    /// A replay may not build where a read model of the projection already exists.
+    /// Another replay of the projection is building its new version in this database.
     #[error(
-        "projection {projection} already has a read model in this database, kept by {by}; replay into another database (or, once cut-over lands, into new tables)"
+        "projection {projection} is being rebuilt in this database by {by}; wait for it to finish (or start that request again to resume it)"
     )]
     Occupied { projection: String, by: String },
+    /// A replay is swapping the projection's tables; the batch is retried once it is done.
+    #[error("projection {projection} is being cut over to the tables of replay {request_id}")]
+    CuttingOver {
+        projection: String,
+        request_id: String,
+    },
     /// A projection referred to a table or column it did not declare.
     #[error("table {table}: {reason}")]
     Schema { table: String, reason: String },
@@ -46,7 +52,8 @@ impl ReadModelError {
             ReadModelError::Database { source, .. } => matches!(source, sqlx::Error::Database(_)),
             ReadModelError::UnsupportedUrl { .. }
             | ReadModelError::EventRejected { .. }
-            | ReadModelError::Occupied { .. } => false,
+            | ReadModelError::Occupied { .. }
+            | ReadModelError::CuttingOver { .. } => false,
         }
     }
 }

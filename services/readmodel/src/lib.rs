@@ -11,6 +11,7 @@
 //! dead letters, paging) is written once, generic over the backend.
 
 mod backend;
+mod cutover;
 mod db;
 mod dialect;
 mod digest;
@@ -20,6 +21,7 @@ mod migrate;
 mod plan;
 mod query;
 
+pub use cutover::{CutOver, generation};
 pub use db::{
     BatchOutcome, BatchSource, PartitionOffset, ProjectedEvent, ReadModelDb, ReplayClaim, Schema,
 };

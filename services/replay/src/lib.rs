@@ -10,15 +10,19 @@
 //!   naming the event; its batch is not written (nothing is dead-lettered);
 //! - **resumable**: the target records which replay owns it ([`ReadModelDb::claim_replay`]);
 //!   the same request started again continues from its checkpoint and ends identical to an
-//!   uninterrupted run; a different request, or a database with a live read model, is refused;
+//!   uninterrupted run; a different request is refused until that replay has finished;
 //! - **side-effect free**: it publishes nothing and calls nothing but the two databases;
 //! - **observable**: progress (applied, total, rate, ETA) goes to a callback at least every
 //!   `progress_every`, and to the gauges `eventline_replay_events_applied`,
-//!   `eventline_replay_events_total`, `eventline_replay_events_per_second`.
+//!   `eventline_replay_events_total`, `eventline_replay_events_per_second`;
+//! - **blue/green**: the new version of the read model is built in tables of its own beside
+//!   the live ones (which keep serving queries and taking live events), then catches up with
+//!   what was stored meanwhile and replaces them in one atomic cut-over, after which the
+//!   live projector continues on it from exactly the replayed position
+//!   ([`eventline_readmodel::CutOver`]). Secondary indexes are built after the bulk load.
 //!
 //! The target can be any read-model database, whatever the live model is in: that is a
-//! cross-database replay. (Blue/green replays into a database that already serves the
-//! projection, with an atomic cut-over, build on this and are not here yet.)
+//! cross-database replay.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,6 +100,17 @@ pub struct Progress {
     pub done: bool,
 }
 
+/// The counters of one run.
+struct Run {
+    started: Instant,
+    last_report: Instant,
+    applied: u64,
+    /// The last position applied to the new version.
+    position: Position,
+    /// The store's head as last seen.
+    head: Position,
+}
+
 /// A replay of one projection from `store` into `target`.
 #[derive(Debug)]
 pub struct Replay {
@@ -136,8 +151,12 @@ impl Replay {
         }
     }
 
-    /// Runs the replay to the store's head as seen when it started (or until `shutdown`),
-    /// calling `report` with progress at least every `progress_every` and once at the end.
+    /// Runs the replay to the store's head and cuts over (or stops at `shutdown`), calling
+    /// `report` with progress at least every `progress_every` and once at the end.
+    ///
+    /// The new version of the read model is built beside the live one (which keeps serving
+    /// queries and taking live events); once it has caught up with the store, it replaces
+    /// the live one in one atomic cut-over (see [`eventline_readmodel::CutOver`]).
     pub async fn run(
         &self,
         shutdown: CancellationToken,
@@ -145,30 +164,43 @@ impl Replay {
     ) -> Result<Progress, ReplayError> {
         let name = self.projection.name();
         let request_id = self.config.request_id.clone();
-        let schema: Schema = self
+        let projection = self.projection.as_ref();
+        let live: Schema = self
             .target
-            .ensure_schema(self.projection.as_ref())
+            .ensure_schema(projection)
             .await
             .map_err(self.target_error())?;
-        let head = self
-            .store
-            .head_position()
+        let version = self
+            .target
+            .ensure_version_schema(&live, projection, &request_id)
             .await
-            .map_err(|source| ReplayError::Store {
-                projection: name,
-                request_id: request_id.clone(),
-                source,
-            })?;
+            .map_err(self.target_error())?;
+        let head = self.head().await?;
         let from = match self
             .target
-            .claim_replay(&schema, &request_id)
+            .claim_replay(&live, &version, &request_id)
             .await
             .map_err(self.target_error())?
         {
-            ReplayClaim::Started => Position::START,
             ReplayClaim::Resumed(at) => {
-                tracing::info!(projection = name, request_id, %at, "resuming the replay");
+                if at > Position::START {
+                    tracing::info!(projection = name, request_id, %at, "resuming the replay");
+                }
                 at
+            }
+            ReplayClaim::CuttingOver => {
+                tracing::info!(
+                    projection = name,
+                    request_id,
+                    "finishing an interrupted cut-over"
+                );
+                self.target
+                    .finish_interrupted_cut_over(&live, &version, &request_id)
+                    .await
+                    .map_err(self.target_error())?;
+                let progress = self.progress(0, head.event, head.event, Duration::ZERO, true);
+                report(&progress);
+                return Ok(progress);
             }
             ReplayClaim::Finished => {
                 let progress = self.progress(0, head.event, head.event, Duration::ZERO, true);
@@ -177,6 +209,109 @@ impl Replay {
             }
         };
 
+        let mut run = Run {
+            started: Instant::now(),
+            last_report: Instant::now(),
+            applied: 0,
+            position: from,
+            head,
+        };
+        // The bulk load, then passes that catch up with what was stored meanwhile, until
+        // less than a batch is left for the cut-over to apply under its lock.
+        loop {
+            self.load(&version, &mut run, &shutdown, &mut report)
+                .await?;
+            if shutdown.is_cancelled() {
+                return Err(ReplayError::Interrupted {
+                    projection: name,
+                    request_id,
+                    at: run.position,
+                });
+            }
+            let head = self.head().await?;
+            let behind = head.event.saturating_sub(run.position.event);
+            run.head = head;
+            if behind < self.config.batch_size as u64 {
+                break;
+            }
+        }
+        self.target
+            .drop_previous_version(&live, projection)
+            .await
+            .map_err(self.target_error())?;
+        self.target
+            .build_indexes(&version)
+            .await
+            .map_err(self.target_error())?;
+
+        let mut cut = self
+            .target
+            .begin_cut_over(&live, &version, &request_id)
+            .await
+            .map_err(self.target_error())?;
+        loop {
+            let after = cut.checkpoint().await.map_err(self.target_error())?;
+            let events = self
+                .store
+                .read_all(after, self.config.batch_size)
+                .await
+                .map_err(|source| self.store_error(source))?;
+            if events.is_empty() {
+                break;
+            }
+            let ops: Vec<_> = events.iter().map(|e| self.project(e)).collect();
+            let projected: Vec<ProjectedEvent<'_>> = events
+                .iter()
+                .zip(ops)
+                .map(|(event, ops)| ProjectedEvent { event, ops })
+                .collect();
+            let outcome = cut.apply(&projected).await.map_err(self.target_error())?;
+            run.applied += outcome.applied as u64;
+            run.position = outcome.checkpoint;
+        }
+        cut.commit().await.map_err(self.target_error())?;
+        let total = run.position.event.max(run.head.event);
+        let progress = self.progress(run.applied, total, total, run.started.elapsed(), true);
+        report(&progress);
+        Ok(progress)
+    }
+
+    async fn head(&self) -> Result<Position, ReplayError> {
+        self.store
+            .head_position()
+            .await
+            .map_err(|source| self.store_error(source))
+    }
+
+    fn store_error(&self, source: StoreError) -> ReplayError {
+        ReplayError::Store {
+            projection: self.projection.name(),
+            request_id: self.config.request_id.clone(),
+            source,
+        }
+    }
+
+    fn project(
+        &self,
+        event: &Envelope,
+    ) -> Result<Vec<eventline_core::RowOp>, eventline_core::ProjectionError> {
+        if self.projection.handles(&event.stream_type) {
+            self.projection.apply(event)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Applies the events after `run.position` up to `run.head` to `version`, reading the
+    /// next batch while the previous one is written.
+    async fn load(
+        &self,
+        version: &Schema,
+        run: &mut Run,
+        shutdown: &CancellationToken,
+        report: &mut impl FnMut(&Progress),
+    ) -> Result<(), ReplayError> {
+        let (from, head) = (run.position, run.head);
         // The reader runs ahead by up to two batches, projecting as it goes.
         let (batches, mut incoming) = mpsc::channel::<Batch>(2);
         let reader = {
@@ -217,17 +352,8 @@ impl Replay {
                 }
             })
         };
-
-        let started = Instant::now();
-        let mut applied = 0u64;
-        let mut position = from.event;
-        let mut last_report = Instant::now();
         while let Some(batch) = incoming.recv().await {
-            let events = batch.map_err(|source| ReplayError::Store {
-                projection: name,
-                request_id: request_id.clone(),
-                source,
-            })?;
+            let events = batch.map_err(|source| self.store_error(source))?;
             let (events, ops): (Vec<Envelope>, Vec<_>) = events.into_iter().unzip();
             let projected: Vec<ProjectedEvent<'_>> = events
                 .iter()
@@ -236,35 +362,24 @@ impl Replay {
                 .collect();
             let outcome = self
                 .target
-                .apply_strict(&schema, &projected)
+                .apply_strict(version, &projected)
                 .await
                 .map_err(self.target_error())?;
-            applied += outcome.applied as u64;
-            position = outcome.checkpoint.event;
-            if last_report.elapsed() >= self.config.progress_every {
-                report(&self.progress(applied, position, head.event, started.elapsed(), false));
-                last_report = Instant::now();
+            run.applied += outcome.applied as u64;
+            run.position = outcome.checkpoint;
+            if run.last_report.elapsed() >= self.config.progress_every {
+                report(&self.progress(
+                    run.applied,
+                    run.position.event,
+                    run.head.event,
+                    run.started.elapsed(),
+                    false,
+                ));
+                run.last_report = Instant::now();
             }
         }
         reader.await.ok();
-        if shutdown.is_cancelled() && position < head.event {
-            return Err(ReplayError::Interrupted {
-                projection: name,
-                request_id,
-                at: self
-                    .target
-                    .checkpoint(name)
-                    .await
-                    .map_err(self.target_error())?,
-            });
-        }
-        self.target
-            .finish_replay(&schema, &request_id)
-            .await
-            .map_err(self.target_error())?;
-        let progress = self.progress(applied, head.event, head.event, started.elapsed(), true);
-        report(&progress);
-        Ok(progress)
+        Ok(())
     }
 
     fn progress(

@@ -1,6 +1,7 @@
 //! Replays against real databases: the rebuilt read model equals the live one row by row, in
 //! every database and across databases; an interrupted replay resumes to the identical
-//! result; a poison event stops it; it never builds over a read model it does not own.
+//! result; a poison event stops it before any cut-over; in the database of the live model it
+//! builds beside it and cuts over atomically, under queries and live load.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -321,25 +322,224 @@ async fn a_poison_event_stops_the_replay_naming_it() {
         0,
         "a replay dead-letters nothing"
     );
-    let checkpoint = target
-        .checkpoint("bank-accounts")
-        .await
-        .expect("checkpoint");
+    let version = format!(
+        "bank-accounts__{}",
+        eventline_readmodel::generation("rebuild-4")
+    );
+    let checkpoint = target.checkpoint(&version).await.expect("checkpoint");
     assert!(
-        checkpoint.event < 331,
-        "nothing at or after the poison event was written"
+        checkpoint.event > 0 && checkpoint.event < 331,
+        "the new version stopped before the poison event: {checkpoint}"
+    );
+    assert!(
+        read_model_rows(&target).await.expect("rows").is_empty(),
+        "no cut-over: the live model is untouched"
+    );
+}
+
+/// Blue/green in the database that serves the live model: queries issued all through the
+/// replay succeed and see the complete model (old, then new, never half-built); the new
+/// version equals the old; the old one is kept as `__previous`; the live projector
+/// continues on the new version; the next request replaces it again.
+async fn blue_green_in_place(db: ReadModelDb) {
+    let f = fixture().await;
+    f.live(&db).await;
+    let before = read_model_rows(&db).await.expect("rows");
+    assert_eq!(before.len(), 360);
+
+    let stop = CancellationToken::new();
+    let queries = tokio::spawn({
+        let (db, stop) = (db.clone(), stop.clone());
+        async move {
+            let mut seen = 0u32;
+            while !stop.is_cancelled() {
+                let rows = read_model_rows(&db)
+                    .await
+                    .expect("a query during the replay failed");
+                assert_eq!(rows.len(), 360, "a query saw a partial read model");
+                seen += 1;
+                tokio::task::yield_now().await;
+            }
+            seen
+        }
+    });
+    let done = f
+        .replay(&db, "blue-green-1", 16)
+        .run(CancellationToken::new(), |_| {})
+        .await
+        .expect("replay");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.cancel();
+    let seen = queries.await.expect("queries");
+    assert!(seen >= 5, "queries ran during the replay ({seen})");
+    assert_eq!(done.applied, 330);
+    assert_eq!(read_model_rows(&db).await.expect("rows"), before);
+    assert_eq!(
+        db.checkpoint("bank-accounts")
+            .await
+            .expect("checkpoint")
+            .event,
+        330,
+        "the live checkpoint is the replay's"
+    );
+    assert_eq!(
+        db.checkpoint("bank-accounts__previous")
+            .await
+            .expect("checkpoint")
+            .event,
+        330,
+        "the previous version is kept with its bookkeeping"
+    );
+
+    // The live projector goes on from the replay's position on the new version.
+    for account in 0..30 {
+        f.store
+            .append(
+                &format!("acct-{account:02}"),
+                "bank.account",
+                11,
+                vec![event(
+                    "FundsDeposited",
+                    1,
+                    json!({"amount": 11, "balance": 66}),
+                )],
+            )
+            .await
+            .expect("deposit");
+    }
+    f.live(&db).await;
+    let fresh = f.sqlite("fresh.sqlite").await;
+    f.replay(&fresh, "fresh", 1_000)
+        .run(CancellationToken::new(), |_| {})
+        .await
+        .expect("fresh replay");
+    let live_rows = read_model_rows(&db).await.expect("rows");
+    assert_eq!(live_rows.len(), 390);
+    assert_eq!(live_rows, read_model_rows(&fresh).await.expect("rows"));
+
+    // The next request builds and cuts over again, replacing the previous version.
+    let again = f
+        .replay(&db, "blue-green-2", 64)
+        .run(CancellationToken::new(), |_| {})
+        .await
+        .expect("second replay");
+    assert_eq!(again.applied, 360);
+    assert_eq!(read_model_rows(&db).await.expect("rows"), live_rows);
+    assert_eq!(
+        db.checkpoint("bank-accounts__previous")
+            .await
+            .expect("checkpoint")
+            .event,
+        360
     );
 }
 
 #[tokio::test]
-async fn a_replay_never_builds_over_a_live_read_model() {
+async fn blue_green_in_place_on_postgres() {
+    let database = TestDatabase::postgres().await;
+    blue_green_in_place(ReadModelDb::connect(&database.url).await.expect("postgres")).await;
+}
+
+#[tokio::test]
+async fn blue_green_in_place_on_mariadb() {
+    let database = TestDatabase::mysql().await;
+    blue_green_in_place(ReadModelDb::connect(&database.url).await.expect("mariadb")).await;
+}
+
+#[tokio::test]
+async fn blue_green_in_place_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    blue_green_in_place(
+        ReadModelDb::open_sqlite(dir.path().join("live.sqlite"))
+            .await
+            .expect("sqlite"),
+    )
+    .await;
+}
+
+/// Events keep arriving and the live projector keeps applying them while the replay runs
+/// and cuts over: afterwards the model equals a fresh replay (nothing missed, nothing
+/// applied twice).
+async fn cut_over_under_live_load(db: ReadModelDb) {
     let f = fixture().await;
-    let live = f.sqlite("live.sqlite").await;
-    f.live(&live).await;
-    let error = f
-        .replay(&live, "rebuild-5", 100)
+    f.live(&db).await;
+    let shutdown = CancellationToken::new();
+    let projector = tokio::spawn(
+        StoreProjector::new(
+            Arc::clone(&f.store),
+            db.clone(),
+            Arc::new(AccountsProjection),
+        )
+        .with_config(eventline_projector::ProjectorConfig {
+            batch_size: 7,
+            idle_poll: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(50),
+        })
+        .run(shutdown.clone()),
+    );
+    let writer = tokio::spawn({
+        let store = Arc::clone(&f.store);
+        async move {
+            for n in 11..=20i64 {
+                for account in 0..30 {
+                    store
+                        .append(
+                            &format!("acct-{account:02}"),
+                            "bank.account",
+                            n as u64,
+                            vec![event(
+                                "FundsDeposited",
+                                1,
+                                json!({"amount": n, "balance": n * (n + 1) / 2}),
+                            )],
+                        )
+                        .await
+                        .expect("deposit");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    f.replay(&db, "under-load", 8)
         .run(CancellationToken::new(), |_| {})
         .await
-        .expect_err("refused");
-    assert!(error.to_string().contains("a live projector"), "{error}");
+        .expect("replay");
+    writer.await.expect("writer");
+    let head = f.store.head_position().await.expect("head");
+    while db.checkpoint("bank-accounts").await.expect("checkpoint") < head {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    projector.await.expect("projector").expect("projector run");
+    let fresh = f.sqlite("fresh.sqlite").await;
+    f.replay(&fresh, "fresh", 1_000)
+        .run(CancellationToken::new(), |_| {})
+        .await
+        .expect("fresh replay");
+    let rows = read_model_rows(&db).await.expect("rows");
+    assert_eq!(rows.len(), 30 + 630);
+    assert_eq!(rows, read_model_rows(&fresh).await.expect("rows"));
+}
+
+#[tokio::test]
+async fn cut_over_under_live_load_on_postgres() {
+    let database = TestDatabase::postgres().await;
+    cut_over_under_live_load(ReadModelDb::connect(&database.url).await.expect("postgres")).await;
+}
+
+#[tokio::test]
+async fn cut_over_under_live_load_on_mariadb() {
+    let database = TestDatabase::mysql().await;
+    cut_over_under_live_load(ReadModelDb::connect(&database.url).await.expect("mariadb")).await;
+}
+
+#[tokio::test]
+async fn cut_over_under_live_load_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    cut_over_under_live_load(
+        ReadModelDb::open_sqlite(dir.path().join("live.sqlite"))
+            .await
+            .expect("sqlite"),
+    )
+    .await;
 }
