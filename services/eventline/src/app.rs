@@ -58,10 +58,6 @@ pub enum AppError {
     UnknownReplayProjection { name: String, known: String },
     #[error(transparent)]
     Replay(Box<eventline_replay::ReplayError>),
-    #[error(
-        "--verify-against: the replay differs from the reference read model in {0} (if only eventline_stream_versions differs too, the reference reflects other events: pause its projector)"
-    )]
-    VerificationFailed(String),
     #[error("{0} is required")]
     MissingFlag(&'static str),
     #[error("kafka: {0}")]
@@ -453,6 +449,9 @@ pub async fn replay(args: &ReplayArgs, shutdown: CancellationToken) -> Result<()
     let mut config = eventline_replay::ReplayConfig::new(args.request_id.clone());
     config.batch_size = args.batch_size as usize;
     config.progress_every = std::time::Duration::from_secs(args.progress_seconds);
+    if let Some(url) = &args.verify_against {
+        config.verify_against = Some(open_read_model("--verify-against", url, 2).await?);
+    }
     tracing::info!(store = %args.store, target = %args.target, projection = projection.name(),
         request_id = %args.request_id, "replay starting");
     let replay =

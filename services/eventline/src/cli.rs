@@ -89,6 +89,11 @@ pub struct ReplayArgs {
         default_value = "auto"
     )]
     pub progress: ProgressStyle,
+    /// A read model the result must equal (row counts and content checksums per table, and
+    /// the stream versions each reflects; equal across database types) before the cut-over:
+    /// the live model of a cross-database migration, its projector paused.
+    #[arg(long, env = "EVENTLINE_REPLAY_VERIFY_AGAINST_URL")]
+    pub verify_against: Option<DatabaseUrl>,
     /// Seconds between progress lines.
     #[arg(long, env = "EVENTLINE_REPLAY_PROGRESS_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub progress_seconds: u64,

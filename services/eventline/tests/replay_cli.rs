@@ -135,6 +135,32 @@ async fn killed_and_started_again_the_replay_ends_identical() {
         got == want,
         "the resumed replay differs from an uninterrupted one"
     );
+
+    // Verified against the resumed model, and against a model that differs.
+    let verified_url = format!(
+        "sqlite://{}",
+        reference_dir.path().join("v.sqlite").display()
+    );
+    let mut verified = replay(&store_url, &verified_url, "r3");
+    verified.args(["--verify-against", &database.url]);
+    let (ok, _, stderr) = finished(verified).await;
+    assert!(ok, "{stderr}");
+    let empty_path = reference_dir.path().join("empty.sqlite");
+    let empty_url = format!("sqlite://{}", empty_path.display());
+    ReadModelDb::open_sqlite(&empty_path)
+        .await
+        .expect("empty")
+        .ensure_schema(&eventline_bank::AccountsProjection)
+        .await
+        .expect("empty model");
+    let mut differs = replay(&store_url, &verified_url, "r4");
+    differs.args(["--verify-against", &empty_url]);
+    let (ok, _, stderr) = finished(differs).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("not cut over, because the new version differs from the reference"),
+        "{stderr}"
+    );
     drop(store);
 }
 

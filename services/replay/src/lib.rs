@@ -51,6 +51,15 @@ pub enum ReplayError {
         source: ReadModelError,
     },
     #[error(
+        "replay {request_id} of {projection}: not cut over, because the new version differs from the reference read model in {tables} (if only eventline_stream_versions differs too, the reference reflects other events: pause its projector and start the replay again)"
+    )]
+    VerificationFailed {
+        projection: &'static str,
+        request_id: String,
+        /// The tables whose row count or checksum differ.
+        tables: String,
+    },
+    #[error(
         "replay {request_id} of {projection} was interrupted at {at}; start it again to continue"
     )]
     Interrupted {
@@ -69,6 +78,9 @@ pub struct ReplayConfig {
     pub batch_size: usize,
     /// How often progress is reported.
     pub progress_every: Duration,
+    /// A read model the new version must equal (row counts and content checksums, see
+    /// [`ReadModelDb::digest`]) before it is cut over to.
+    pub verify_against: Option<ReadModelDb>,
 }
 
 impl ReplayConfig {
@@ -77,6 +89,7 @@ impl ReplayConfig {
             request_id: request_id.into(),
             batch_size: 10_000,
             progress_every: Duration::from_secs(5),
+            verify_against: None,
         }
     }
 }
@@ -141,6 +154,11 @@ impl Replay {
             projection,
             config,
         }
+    }
+
+    /// The configuration, to adjust before [`Replay::run`].
+    pub fn config_mut(&mut self) -> &mut ReplayConfig {
+        &mut self.config
     }
 
     fn target_error(&self) -> impl FnOnce(ReadModelError) -> ReplayError + '_ {
@@ -243,6 +261,9 @@ impl Replay {
             .build_indexes(&version)
             .await
             .map_err(self.target_error())?;
+        if let Some(reference) = &self.config.verify_against {
+            self.verify(&version, reference).await?;
+        }
 
         let mut cut = self
             .target
@@ -274,6 +295,37 @@ impl Replay {
         let progress = self.progress(run.applied, total, total, run.started.elapsed(), true);
         report(&progress);
         Ok(progress)
+    }
+
+    /// Compares the new version with `reference`; a difference stops the replay before
+    /// its cut-over.
+    async fn verify(&self, version: &Schema, reference: &ReadModelDb) -> Result<(), ReplayError> {
+        let built = self
+            .target
+            .digest_schema(version)
+            .await
+            .map_err(self.target_error())?;
+        let expected = reference
+            .digest(self.projection.as_ref())
+            .await
+            .map_err(self.target_error())?;
+        let differ: Vec<&str> = built
+            .iter()
+            .zip(&expected)
+            .filter(|(a, b)| a != b)
+            .map(|(a, _)| a.table)
+            .collect();
+        tracing::info!(projection = self.projection.name(), request_id = %self.config.request_id,
+            tables = ?built, differ = ?differ, "verified the new version against the reference");
+        if differ.is_empty() {
+            Ok(())
+        } else {
+            Err(ReplayError::VerificationFailed {
+                projection: self.projection.name(),
+                request_id: self.config.request_id.clone(),
+                tables: differ.join(", "),
+            })
+        }
     }
 
     async fn head(&self) -> Result<Position, ReplayError> {

@@ -129,8 +129,9 @@ async fn replay_equals_live(live: ReadModelDb, target: ReadModelDb) {
     let f = fixture().await;
     f.live(&live).await;
     let mut reports = Vec::new();
-    let done = f
-        .replay(&target, "rebuild-1", 64)
+    let mut replay = f.replay(&target, "rebuild-1", 64);
+    replay.config_mut().verify_against = Some(live.clone());
+    let done = replay
         .run(CancellationToken::new(), |p| reports.push(p.clone()))
         .await
         .expect("replay");
@@ -282,6 +283,59 @@ async fn an_interrupted_replay_resumes_to_the_identical_result() {
         .expect("finished already");
     assert!(again.done);
     assert_eq!(again.applied, 0);
+}
+
+#[tokio::test]
+async fn a_replay_that_differs_from_its_reference_is_not_cut_over() {
+    let f = fixture().await;
+    let reference = f.sqlite("reference.sqlite").await;
+    f.live(&reference).await;
+    let schema = reference
+        .ensure_schema(&AccountsProjection)
+        .await
+        .expect("schema");
+    let tampered = eventline_core::Envelope {
+        position: eventline_core::Position::sequential(1_000),
+        stream_id: "acct-03".into(),
+        stream_type: "other".into(),
+        version: 1,
+        event_type: "Tampered".into(),
+        schema_version: 1,
+        payload: json!({}),
+        metadata: Metadata::default(),
+        recorded_at: chrono::Utc::now(),
+    };
+    reference
+        .apply_batch(
+            &schema,
+            &[eventline_readmodel::ProjectedEvent {
+                event: &tampered,
+                ops: Ok(vec![eventline_core::RowOp::Update {
+                    table: "accounts",
+                    key: vec![("id", eventline_core::Value::from("acct-03"))],
+                    set: vec![("balance", eventline_core::Value::Int(1))],
+                }]),
+            }],
+        )
+        .await
+        .expect("tamper");
+    let database = TestDatabase::postgres().await;
+    let target = ReadModelDb::connect(&database.url).await.expect("postgres");
+    let mut replay = f.replay(&target, "verified", 100);
+    replay.config_mut().verify_against = Some(reference);
+    let error = replay
+        .run(CancellationToken::new(), |_| {})
+        .await
+        .expect_err("verification fails");
+    assert!(
+        matches!(&error, ReplayError::VerificationFailed { tables, .. } if tables == "accounts"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("not cut over"), "{error}");
+    assert!(
+        read_model_rows(&target).await.expect("rows").is_empty(),
+        "the live tables are untouched"
+    );
 }
 
 #[tokio::test]
