@@ -1,0 +1,92 @@
+//! The library's one error type. Every variant names the object it was working on.
+
+/// Errors of the reconciler, the builders and the replay reporter.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Projection has no namespace (it is namespaced, so it was not read from the API).
+    #[error("Projection {name} has no namespace")]
+    MissingNamespace {
+        /// Projection name.
+        name: String,
+    },
+    /// The Projection has no uid, so no owner reference can point at it.
+    #[error("Projection {namespace}/{name} has no uid (not read from the API server)")]
+    MissingUid {
+        /// Projection namespace.
+        namespace: String,
+        /// Projection name.
+        name: String,
+    },
+    /// A Kubernetes API call failed.
+    #[error("{action} {kind} {namespace}/{name}: {source}")]
+    Kube {
+        /// What was being done (`apply`, `get`, `create`, `patch status of`, ...).
+        action: &'static str,
+        /// Kind of the object.
+        kind: &'static str,
+        /// Namespace of the object.
+        namespace: String,
+        /// Name of the object.
+        name: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A replay process reported for a request the Projection no longer runs.
+    #[error("Projection {namespace}/{name} runs another replay than {request_id}: stop reporting")]
+    ReplaySuperseded {
+        /// Projection namespace.
+        namespace: String,
+        /// Projection name.
+        name: String,
+        /// The request the process replays.
+        request_id: String,
+    },
+    /// Leader election on the operator's Lease failed.
+    #[error("leader election on Lease {namespace}/{name}: {source}")]
+    Lease {
+        /// Lease namespace.
+        namespace: String,
+        /// Lease name.
+        name: String,
+        /// The lease manager's error.
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    /// Publishing a Kubernetes Event about a Projection failed.
+    #[error("publishing event {reason} for Projection {namespace}/{name}: {source}")]
+    Event {
+        /// Event reason.
+        reason: &'static str,
+        /// Projection namespace.
+        namespace: String,
+        /// Projection name.
+        name: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// A short, bounded label for metrics (never an object name).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::MissingNamespace { .. } => "missing_namespace",
+            Self::MissingUid { .. } => "missing_uid",
+            Self::Kube { action, .. } => match *action {
+                "apply" => "kube_apply",
+                "get" => "kube_get",
+                "create" => "kube_create",
+                "patch status of" => "kube_patch_status",
+                _ => "kube_other",
+            },
+            Self::ReplaySuperseded { .. } => "replay_superseded",
+            Self::Lease { .. } => "lease",
+            Self::Event { .. } => "event",
+        }
+    }
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

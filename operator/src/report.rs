@@ -1,0 +1,144 @@
+//! How a replay process publishes its progress into its Projection's `status.replay`.
+//!
+//! Used by `eventline replay` when `EVENTLINE_REPLAY_REPORT_TO=<namespace>/<name>` is set (the
+//! operator sets it on every replay Job; the Job's ServiceAccount may only `get` and `patch`
+//! that one Projection's status).
+//!
+//! # Who owns which status field
+//! Both the operator and the replay process write `status` with server-side apply, each under
+//! its own field manager, and neither sends a field the other owns, so they never fight:
+//!
+//! | field manager | fields |
+//! |---|---|
+//! | `eventline-operator` (force) | `observedGeneration`, `phase`, `conditions`, `activeTarget`, and in `replay`: `requestId`, `phase`, `jobName`, `target`, `startedAt`, `finishedAt`, `error` (from the Job) |
+//! | `eventline-replay` (this module, no force) | in `replay`: `requestId` (same value, shared), `eventsApplied`, `eventsTotal`, `percent`, `eventsPerSecond`, `etaSeconds`, and `reported` (`phase`, `error`, `startedAt`, `finishedAt` as the process sees them) |
+//!
+//! `status.replay.phase` is the Job's phase (what Kubernetes knows ran); `status.replay.reported`
+//! is the process's own account. `requestId` fences stale publishers: the operator sets it
+//! (forced) when it starts a Job for a new request, and this module applies without force, so a
+//! process still reporting for an older request gets a conflict
+//! ([`Error::ReplaySuperseded`]) instead of overwriting the new replay's progress. When the
+//! operator starts a new request it also removes the previous request's progress fields.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::crd::{GROUP, Projection, ReplayPhase, VERSION};
+use crate::error::{Error, Result};
+
+/// Field manager of the replay process's status applies.
+pub const REPLAY_FIELD_MANAGER: &str = "eventline-replay";
+
+/// The fields of `status.replay` the replay process owns, removed by the operator when a new
+/// request starts.
+pub const PROGRESS_FIELDS: &[&str] = &[
+    "eventsApplied",
+    "eventsTotal",
+    "percent",
+    "eventsPerSecond",
+    "etaSeconds",
+    "reported",
+];
+
+/// One progress report of a replay process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayProgressReport {
+    /// Phase as the process sees it.
+    pub phase: ReplayPhase,
+    /// Events applied so far.
+    pub events_applied: i64,
+    /// Events to apply in total, once known.
+    pub events_total: Option<i64>,
+    /// Percent done, 0 to 100.
+    pub percent: Option<f64>,
+    /// Recent throughput.
+    pub events_per_second: Option<f64>,
+    /// Estimated seconds left.
+    pub eta_seconds: Option<i64>,
+    /// The error that stopped the replay.
+    pub error: Option<String>,
+    /// When the process started replaying.
+    pub started_at: Option<Timestamp>,
+    /// When the process finished.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// The server-side apply body for one report: only the fields the replay process owns.
+pub fn status_apply_body(request_id: &str, report: &ReplayProgressReport) -> Value {
+    let mut reported = json!({ "phase": report.phase.as_str() });
+    if let Some(error) = &report.error {
+        reported["error"] = json!(error);
+    }
+    if let Some(t) = report.started_at {
+        reported["startedAt"] = json!(Time(t));
+    }
+    if let Some(t) = report.finished_at {
+        reported["finishedAt"] = json!(Time(t));
+    }
+    let mut replay = json!({
+        "requestId": request_id,
+        "eventsApplied": report.events_applied,
+        "reported": reported,
+    });
+    if let Some(v) = report.events_total {
+        replay["eventsTotal"] = json!(v);
+    }
+    if let Some(v) = report.percent {
+        replay["percent"] = json!(v);
+    }
+    if let Some(v) = report.events_per_second {
+        replay["eventsPerSecond"] = json!(v);
+    }
+    if let Some(v) = report.eta_seconds {
+        replay["etaSeconds"] = json!(v);
+    }
+    json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": "Projection",
+        "status": { "replay": replay },
+    })
+}
+
+/// Publishes `report` into `status.replay` of Projection `namespace/name` by server-side apply
+/// on the status subresource, field manager [`REPLAY_FIELD_MANAGER`], without force.
+///
+/// Fails with [`Error::ReplaySuperseded`] when the Projection's replay is now another request
+/// (the caller should stop reporting), and with [`Error::Kube`] on any other API error (the
+/// caller may retry at its next report).
+pub async fn publish_replay_status(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    request_id: &str,
+    report: &ReplayProgressReport,
+) -> Result<()> {
+    let api: Api<Projection> = Api::namespaced(client.clone(), namespace);
+    let body = status_apply_body(request_id, report);
+    match api
+        .patch_status(
+            name,
+            &PatchParams::apply(REPLAY_FIELD_MANAGER),
+            &Patch::Apply(body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::ReplaySuperseded {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            request_id: request_id.to_owned(),
+        }),
+        Err(source) => Err(Error::Kube {
+            action: "publish replay progress to",
+            kind: "Projection",
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;
