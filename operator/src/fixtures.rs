@@ -140,6 +140,12 @@ pub struct Exchange {
     answer: Check,
 }
 
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.uri)
+    }
+}
+
 impl Exchange {
     /// Expects `method uri`; `answer` asserts on the JSON body (Null when empty) and returns
     /// the response.
@@ -159,6 +165,7 @@ impl Exchange {
     /// answered with `response`.
     pub fn apply(path: &str, expected: Value, response: Value) -> Self {
         let uri = format!("{path}?&force=true&fieldManager=eventline-operator");
+        let path = path.to_owned();
         Self::new(Method::PATCH, uri, move |body| {
             assert_eq!(body, &expected, "server-side apply body for {path}");
             ok(&response)
@@ -205,6 +212,12 @@ pub fn api_error(code: u16, reason: &str) -> Response<Body> {
 
 /// The mocked API server side of a test client.
 pub struct ApiServerVerifier(Handle<Request<Body>, Response<Body>>);
+
+impl std::fmt::Debug for ApiServerVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiServerVerifier")
+    }
+}
 
 impl ApiServerVerifier {
     /// Serves `exchanges` in order, asserting each request; returns the request bodies. Any

@@ -1,1 +1,603 @@
+//! Reconciler scenarios against a mocked API server: every request's method, URI and body is
+//! asserted, in order, and a request the scenario does not expect fails the reconciliation.
 
+use http::{Method, StatusCode};
+use k8s_openapi::api::batch::v1::JobStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::crd::{ProjectionPhase, ReportedReplayState};
+use crate::fixtures::*;
+use crate::resources::{
+    projector_deployment, replay_job, replay_role, replay_role_binding, replay_service_account,
+};
+
+const SA: &str = "/api/v1/namespaces/bank/serviceaccounts/accounts-replay";
+const ROLE: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/bank/roles/accounts-replay";
+const BINDING: &str =
+    "/apis/rbac.authorization.k8s.io/v1/namespaces/bank/rolebindings/accounts-replay";
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/bank/deployments/accounts-projector";
+const STATUS: &str = "/apis/eventline.io/v1alpha1/namespaces/bank/projections/accounts/status";
+const JOBS: &str = "/apis/batch/v1/namespaces/bank/jobs";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/bank/events?";
+/// `accounts-replay-` + hash8("r1").
+const JOB_R1: &str = "accounts-replay-82f3e9c6";
+const EARLIER: &str = "2026-01-01T00:00:00Z";
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("json")
+}
+
+fn rbac(p: &Projection) -> Vec<Exchange> {
+    vec![
+        Exchange::apply_echo(SA, to_json(&replay_service_account(p).expect("sa"))),
+        Exchange::apply_echo(ROLE, to_json(&replay_role(p).expect("role"))),
+        Exchange::apply_echo(BINDING, to_json(&replay_role_binding(p).expect("binding"))),
+    ]
+}
+
+/// The Deployment apply, answered with `available` of `spec.replicas` pods available.
+fn deployment(p: &Projection, target: &Target, available: i32) -> Exchange {
+    let expected = to_json(&projector_deployment(p, target).expect("deployment"));
+    let mut response = expected.clone();
+    response["status"] = json!({
+        "observedGeneration": 1, "replicas": p.spec.replicas,
+        "availableReplicas": available, "readyReplicas": available,
+    });
+    Exchange::apply(DEPLOYMENT, expected, response)
+}
+
+fn status(p: &Projection, expected: Value) -> Exchange {
+    let body =
+        json!({"apiVersion": "eventline.io/v1alpha1", "kind": "Projection", "status": expected});
+    let mut response = to_json(p);
+    response["status"] = expected;
+    Exchange::apply(STATUS, body, response)
+}
+
+fn get_job_missing() -> Exchange {
+    Exchange::new(Method::GET, format!("{JOBS}/{JOB_R1}"), |body| {
+        assert_eq!(body, &Value::Null);
+        not_found("jobs", JOB_R1)
+    })
+}
+
+fn get_job(job: Job) -> Exchange {
+    Exchange::new(Method::GET, format!("{JOBS}/{JOB_R1}"), move |_| {
+        ok(&to_json(&job))
+    })
+}
+
+fn event(type_: &'static str, reason: &'static str, note: &'static str) -> Exchange {
+    Exchange::new(Method::POST, EVENTS, move |body| {
+        assert_eq!(body["type"], type_, "event type in {body}");
+        assert_eq!(body["reason"], reason, "event reason in {body}");
+        let text = body["note"].as_str().expect("note");
+        assert!(
+            text.contains(note),
+            "event note {text:?} should contain {note:?}"
+        );
+        assert_eq!(body["regarding"]["kind"], "Projection");
+        assert_eq!(body["regarding"]["name"], NAME);
+        assert_eq!(body["reportingController"], "eventline-operator");
+        respond(StatusCode::CREATED, body)
+    })
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    at: &str,
+    generation: i64,
+) -> Value {
+    json!({
+        "type": type_, "status": if status { "True" } else { "False" }, "reason": reason,
+        "message": message, "lastTransitionTime": at, "observedGeneration": generation,
+    })
+}
+
+fn pg() -> Value {
+    json!({"type": "postgres", "urlSecretRef": {"name": "accounts-db", "key": "url"}})
+}
+
+fn my() -> Value {
+    json!({"type": "mysql", "urlSecretRef": {"name": "accounts-mysql", "key": "url"}})
+}
+
+async fn reconcile_ok(p: Projection, exchanges: Vec<Exchange>) -> (Action, Vec<Value>) {
+    let (ctx, server) = Context::test();
+    let server = server.run(exchanges);
+    let action = reconcile(Arc::new(p), ctx).await.expect("reconcile");
+    (action, finished(server).await)
+}
+
+fn steady_status(generation: i64) -> ProjectionStatus {
+    serde_json::from_value(json!({
+        "observedGeneration": generation,
+        "phase": "Running",
+        "conditions": [
+            condition("Ready", true, "ProjectorAvailable", "2/2 projector pods available", EARLIER, generation),
+            condition("Replaying", false, "NoReplay", "no replay requested", EARLIER, generation),
+            condition("Degraded", false, "AsExpected", "nothing is degraded", EARLIER, generation),
+        ],
+        "activeTarget": pg(),
+    }))
+    .expect("status")
+}
+
+#[tokio::test]
+async fn new_projection_applies_rbac_and_deployment_then_status() {
+    let p = Projection::test();
+    let mut exchanges = rbac(&p);
+    exchanges.push(deployment(&p, &postgres_target(), 0));
+    exchanges.push(status(
+        &p,
+        json!({
+            "observedGeneration": 1,
+            "phase": "Pending",
+            "conditions": [
+                condition("Ready", false, "ProjectorUnavailable", "0/2 projector pods available", NOW, 1),
+                condition("Replaying", false, "NoReplay", "no replay requested", NOW, 1),
+                condition("Degraded", false, "AsExpected", "nothing is degraded", NOW, 1),
+            ],
+            "activeTarget": pg(),
+        }),
+    ));
+    let (action, _) = reconcile_ok(p, exchanges).await;
+    assert_eq!(action, Action::requeue(STEADY_REQUEUE));
+}
+
+#[tokio::test]
+async fn reconciling_twice_sends_the_same_requests_and_keeps_transition_times() {
+    let p = Projection::test().with_status(steady_status(1));
+    let scenario = || {
+        let mut e = rbac(&p);
+        e.push(deployment(&p, &postgres_target(), 2));
+        e.push(status(&p, to_json(&steady_status(1))));
+        e
+    };
+    let (_, first) = reconcile_ok(p.clone(), scenario()).await;
+    let (_, second) = reconcile_ok(p.clone(), scenario()).await;
+    assert_eq!(
+        first, second,
+        "a second reconciliation sends exactly the same applies"
+    );
+    assert_eq!(first.len(), 5, "no Job, no Event");
+}
+
+#[tokio::test]
+async fn replica_change_applies_the_new_count_and_reports_partial_availability() {
+    let p = Projection::test()
+        .with_status(steady_status(1))
+        .with_replicas(3, 2);
+    let mut exchanges = rbac(&p);
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(status(
+        &p,
+        json!({
+            "observedGeneration": 2,
+            "phase": "Degraded",
+            "conditions": [
+                condition("Ready", false, "ProjectorUnavailable", "2/3 projector pods available", NOW, 2),
+                condition("Replaying", false, "NoReplay", "no replay requested", EARLIER, 2),
+                condition("Degraded", true, "ProjectorPartiallyAvailable", "2/3 projector pods available", NOW, 2),
+            ],
+            "activeTarget": pg(),
+        }),
+    ));
+    let (_, bodies) = reconcile_ok(p, exchanges).await;
+    assert_eq!(bodies[3]["spec"]["replicas"], 3);
+}
+
+#[tokio::test]
+async fn new_request_id_creates_the_replay_job_once() {
+    let p = Projection::test()
+        .with_status(steady_status(1))
+        .with_replay("r1", None);
+    let job = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job_missing());
+    let expected_job = to_json(&job);
+    exchanges.push(Exchange::new(
+        Method::POST,
+        format!("{JOBS}?"),
+        move |body| {
+            assert_eq!(body, &expected_job, "the Job is created exactly as built");
+            respond(StatusCode::CREATED, body)
+        },
+    ));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(event(
+        "Normal",
+        "ReplayStarted",
+        "replay r1 started in Job accounts-replay-82f3e9c6",
+    ));
+    exchanges.push(status(
+        &p,
+        json!({
+            "observedGeneration": 1,
+            "phase": "Replaying",
+            "conditions": [
+                condition("Ready", true, "ProjectorAvailable", "2/2 projector pods available", EARLIER, 1),
+                condition("Replaying", true, "ReplayPending", "replay r1 runs in Job accounts-replay-82f3e9c6", NOW, 1),
+                condition("Degraded", false, "AsExpected", "nothing is degraded", EARLIER, 1),
+            ],
+            "activeTarget": pg(),
+            "replay": {"requestId": "r1", "phase": "Pending", "jobName": JOB_R1, "target": pg()},
+        }),
+    ));
+    reconcile_ok(p, exchanges).await;
+}
+
+#[tokio::test]
+async fn new_request_id_clears_the_previous_replays_progress() {
+    let mut previous = steady_status(1);
+    previous.replay = Some(ReplayStatus {
+        request_id: "r0".into(),
+        phase: Some(ReplayPhase::Succeeded),
+        job_name: Some("accounts-replay-00000000".into()),
+        target: Some(postgres_target()),
+        events_applied: Some(1000),
+        events_total: Some(1000),
+        percent: Some(100.0),
+        reported: Some(ReportedReplayState {
+            phase: ReplayPhase::Succeeded,
+            error: None,
+            started_at: None,
+            finished_at: None,
+        }),
+        ..ReplayStatus::default()
+    });
+    let p = Projection::test()
+        .with_status(previous)
+        .with_replay("r1", None);
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job_missing());
+    exchanges.push(Exchange::new(Method::POST, format!("{JOBS}?"), |body| {
+        respond(StatusCode::CREATED, body)
+    }));
+    exchanges.push(Exchange::new(Method::PATCH, format!("{STATUS}?"), |body| {
+        assert_eq!(
+            body,
+            &json!({"status": {"replay": {
+                "eventsApplied": null, "eventsTotal": null, "percent": null,
+                "eventsPerSecond": null, "etaSeconds": null, "reported": null,
+            }}}),
+            "a JSON merge patch removing the old request's progress"
+        );
+        ok(&to_json(&Projection::test()))
+    }));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(event("Normal", "ReplayStarted", "replay r1"));
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        |body| {
+            assert_eq!(
+                body["status"]["replay"],
+                json!({"requestId": "r1", "phase": "Pending", "jobName": JOB_R1, "target": pg()})
+            );
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    reconcile_ok(p, exchanges).await;
+}
+
+#[tokio::test]
+async fn an_existing_job_for_a_new_request_is_observed_not_created_again() {
+    // e.g. the operator created the Job and stopped before it wrote the status.
+    let p = Projection::test()
+        .with_status(steady_status(1))
+        .with_replay("r1", None);
+    let job = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    let running = job_with_status(
+        &job,
+        JobStatus {
+            active: Some(1),
+            ready: Some(1),
+            start_time: Some(Time(EARLIER.parse().expect("time"))),
+            ..JobStatus::default()
+        },
+    );
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(running));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        |body| {
+            assert_eq!(body["status"]["phase"], "Replaying");
+            assert_eq!(
+                body["status"]["replay"],
+                json!({"requestId": "r1", "phase": "Running", "jobName": JOB_R1, "target": pg(), "startedAt": EARLIER})
+            );
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    reconcile_ok(p, exchanges).await;
+}
+
+#[tokio::test]
+async fn a_finished_request_whose_job_is_gone_is_never_started_again() {
+    let mut previous = steady_status(1);
+    let record = json!({
+        "requestId": "r1", "phase": "Succeeded", "jobName": JOB_R1, "target": pg(),
+        "startedAt": EARLIER, "finishedAt": EARLIER,
+    });
+    previous.replay = Some(serde_json::from_value(record.clone()).expect("replay"));
+    // The replay process's progress is in the status too; the operator must not send it.
+    if let Some(r) = previous.replay.as_mut() {
+        r.events_applied = Some(10);
+        r.percent = Some(100.0);
+    }
+    previous.conditions[1] = serde_json::from_value(condition(
+        "Replaying",
+        false,
+        "ReplaySucceeded",
+        "replay r1 succeeded",
+        EARLIER,
+        1,
+    ))
+    .expect("condition");
+    let p = Projection::test()
+        .with_status(previous.clone())
+        .with_replay("r1", None);
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job_missing());
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    let mut expected = to_json(&previous);
+    expected["replay"] = record;
+    exchanges.push(status(&p, expected));
+    reconcile_ok(p, exchanges).await;
+}
+
+fn replaying_status(target: Value) -> ProjectionStatus {
+    let mut s = steady_status(1);
+    s.phase = Some(ProjectionPhase::Replaying);
+    s.conditions[1] = serde_json::from_value(condition(
+        "Replaying",
+        true,
+        "ReplayRunning",
+        "replay r1 runs in Job accounts-replay-82f3e9c6",
+        EARLIER,
+        1,
+    ))
+    .expect("condition");
+    s.replay = Some(
+        serde_json::from_value(json!({
+            "requestId": "r1", "phase": "Running", "jobName": JOB_R1, "target": target,
+            "startedAt": EARLIER, "eventsApplied": 900, "eventsTotal": 1000, "percent": 90.0,
+            "reported": {"phase": "Running", "error": "connection reset by peer"},
+        }))
+        .expect("replay"),
+    );
+    s
+}
+
+#[tokio::test]
+async fn job_success_of_a_cross_database_replay_moves_the_projector_to_the_new_target() {
+    let p = Projection::test()
+        .with_status(replaying_status(my()))
+        .with_replay("r1", Some(mysql_target()));
+    let job = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    let done = "2026-01-02T03:00:00Z";
+    let succeeded = job_with_status(
+        &job,
+        JobStatus {
+            succeeded: Some(1),
+            start_time: Some(Time(EARLIER.parse().expect("time"))),
+            completion_time: Some(Time(done.parse().expect("time"))),
+            conditions: Some(vec![job_condition(
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                done,
+            )]),
+            ..JobStatus::default()
+        },
+    );
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(succeeded));
+    // The Deployment now reads the MySQL Secret, with a new consumer group.
+    exchanges.push(deployment(&p, &mysql_target(), 2));
+    exchanges.push(event("Normal", "ReplaySucceeded", "replay r1 succeeded"));
+    exchanges.push(event(
+        "Normal",
+        "CutOver",
+        "now uses the mysql database of Secret accounts-mysql key url",
+    ));
+    exchanges.push(status(
+        &p,
+        json!({
+            "observedGeneration": 1,
+            "phase": "Running",
+            "conditions": [
+                condition("Ready", true, "ProjectorAvailable", "2/2 projector pods available", EARLIER, 1),
+                condition("Replaying", false, "ReplaySucceeded", "replay r1 succeeded", NOW, 1),
+                condition("Degraded", false, "AsExpected", "nothing is degraded", EARLIER, 1),
+            ],
+            "activeTarget": my(),
+            "replay": {
+                "requestId": "r1", "phase": "Succeeded", "jobName": JOB_R1, "target": my(),
+                "startedAt": EARLIER, "finishedAt": done,
+            },
+        }),
+    ));
+    let (_, bodies) = reconcile_ok(p, exchanges).await;
+    let env = &bodies[4]["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        env[4]["valueFrom"]["secretKeyRef"]["name"],
+        "accounts-mysql"
+    );
+}
+
+#[tokio::test]
+async fn job_failure_degrades_with_an_event_and_leaves_the_deployment_untouched() {
+    let p = Projection::test()
+        .with_status(replaying_status(my()))
+        .with_replay("r1", Some(mysql_target()));
+    let job = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    let failed_at = "2026-01-02T03:01:00Z";
+    let failed = job_with_status(
+        &job,
+        JobStatus {
+            failed: Some(4),
+            start_time: Some(Time(EARLIER.parse().expect("time"))),
+            conditions: Some(vec![job_condition(
+                "Failed",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+                failed_at,
+            )]),
+            ..JobStatus::default()
+        },
+    );
+    let error = "replay Job accounts-replay-82f3e9c6 failed (BackoffLimitExceeded: Job has reached the specified \
+                 backoff limit); last error reported by the replay: connection reset by peer";
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(failed));
+    // Exactly the Deployment of the live (PostgreSQL) target: the failed replay changes nothing.
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(event("Warning", "ReplayFailed", error));
+    exchanges.push(status(
+        &p,
+        json!({
+            "observedGeneration": 1,
+            "phase": "Degraded",
+            "conditions": [
+                condition("Ready", true, "ProjectorAvailable", "2/2 projector pods available", EARLIER, 1),
+                condition("Replaying", false, "ReplayFailed", "replay r1 failed", NOW, 1),
+                condition("Degraded", true, "ReplayFailed", &format!("{error}; the live projection is untouched"), NOW, 1),
+            ],
+            "activeTarget": pg(),
+            "replay": {
+                "requestId": "r1", "phase": "Failed", "jobName": JOB_R1, "target": my(),
+                "startedAt": EARLIER, "finishedAt": failed_at, "error": error,
+            },
+        }),
+    ));
+    reconcile_ok(p, exchanges).await;
+}
+
+#[tokio::test]
+async fn a_failure_already_recorded_publishes_no_second_event() {
+    let p = Projection::test().with_replay("r1", None);
+    let job = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    let failed = job_with_status(
+        &job,
+        JobStatus {
+            conditions: Some(vec![job_condition(
+                "Failed",
+                "BackoffLimitExceeded",
+                "limit",
+                EARLIER,
+            )]),
+            ..JobStatus::default()
+        },
+    );
+    let mut previous = steady_status(1);
+    previous.replay = Some(ReplayStatus {
+        request_id: "r1".into(),
+        phase: Some(ReplayPhase::Failed),
+        ..ReplayStatus::default()
+    });
+    let p = p.with_status(previous);
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(failed));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        |body| {
+            assert_eq!(body["status"]["phase"], "Degraded");
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    reconcile_ok(p, exchanges).await;
+}
+
+#[tokio::test]
+async fn deletion_sends_nothing_and_needs_no_finalizer() {
+    let p = Projection::test().with_status(steady_status(1)).deleted();
+    assert!(
+        p.metadata.finalizers.is_none(),
+        "the operator never adds a finalizer"
+    );
+    let (action, bodies) = reconcile_ok(p, vec![]).await;
+    assert_eq!(action, Action::await_change());
+    assert!(bodies.is_empty());
+}
+
+#[tokio::test]
+async fn api_errors_name_the_object_count_in_metrics_and_back_off() {
+    let p = Arc::new(Projection::test());
+    let (ctx, server) = Context::test();
+    let server = server.run(vec![Exchange::new(
+        Method::PATCH,
+        format!("{SA}?&force=true&fieldManager=eventline-operator"),
+        |_| api_error(500, "InternalError"),
+    )]);
+    let error = reconcile(p.clone(), ctx.clone())
+        .await
+        .expect_err("the apply failed");
+    finished(server).await;
+    assert!(
+        error
+            .to_string()
+            .starts_with("apply ServiceAccount bank/accounts-replay: "),
+        "{error}"
+    );
+    let recorder = crate::metrics::prometheus_recorder().expect("recorder");
+    let handle = recorder.handle();
+    let actions = metrics::with_local_recorder(&recorder, || {
+        (1..=8)
+            .map(|_| error_policy(p.clone(), &error, ctx.clone()))
+            .collect::<Vec<_>>()
+    });
+    let delays = [5, 10, 20, 40, 80, 160, 300, 300];
+    let expected: Vec<Action> = delays
+        .iter()
+        .map(|s| Action::requeue(Duration::from_secs(*s)))
+        .collect();
+    assert_eq!(
+        actions, expected,
+        "exponential backoff, capped at 5 minutes"
+    );
+    let rendered = handle.render();
+    assert!(
+        rendered.contains("eventline_operator_reconcile_errors_total{error=\"kube_apply\"} 8"),
+        "{rendered}"
+    );
+}
+
+#[tokio::test]
+async fn a_projection_without_uid_is_refused_before_any_request() {
+    let mut p = Projection::test();
+    p.metadata.uid = None;
+    let (ctx, server) = Context::test();
+    let server = server.run(vec![]);
+    let error = reconcile(Arc::new(p), ctx).await.expect_err("no uid");
+    finished(server).await;
+    assert!(matches!(error, Error::MissingUid { .. }), "{error}");
+}
+
+#[test]
+fn retry_delay_doubles_and_caps() {
+    assert_eq!(retry_delay(1), Duration::from_secs(5));
+    assert_eq!(retry_delay(2), Duration::from_secs(10));
+    assert_eq!(retry_delay(7), STEADY_REQUEUE);
+    assert_eq!(retry_delay(u32::MAX), STEADY_REQUEUE);
+}
