@@ -206,3 +206,61 @@ async fn main() -> anyhow::Result<()> {
     info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_an_eventline_operator_env_var() {
+        Args::command().debug_assert();
+        let envs: Vec<String> = Args::command()
+            .get_arguments()
+            .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+            .map(|a| {
+                a.get_env()
+                    .unwrap_or_else(|| panic!("--{} has no env var", a.get_id()))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert!(envs.len() >= 10);
+        assert!(
+            envs.iter().all(|e| e.starts_with("EVENTLINE_OPERATOR_")),
+            "{envs:?}"
+        );
+        // Every variable the shipped Deployment sets is a flag of this binary.
+        let manifest =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/operator.yaml"))
+                .expect("manifest");
+        for line in manifest.lines() {
+            if let Some(name) = line.trim().strip_prefix("- name: EVENTLINE_OPERATOR_") {
+                let name = format!("EVENTLINE_OPERATOR_{name}");
+                assert!(
+                    envs.contains(&name),
+                    "deploy/operator.yaml sets {name}, which no flag reads"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let args = Args::try_parse_from(["eventline-operator"]).expect("defaults parse");
+        assert_eq!(args.listen_addr, "0.0.0.0:8080".parse().expect("addr"));
+        assert!(args.leader_election);
+        assert_eq!(args.lease_name, "eventline-operator");
+        assert_eq!(args.namespace, None);
+        let args = Args::try_parse_from([
+            "eventline-operator",
+            "--leader-election",
+            "false",
+            "--log-format",
+            "text",
+        ])
+        .expect("parse");
+        assert!(!args.leader_election);
+        assert!(matches!(args.log_format, LogFormat::Text));
+    }
+}
