@@ -30,7 +30,7 @@ pub enum Error {
         name: String,
         /// The client's error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// A replay process reported for a request the Projection no longer runs.
     #[error("Projection {namespace}/{name} runs another replay than {request_id}: stop reporting")]
@@ -51,7 +51,7 @@ pub enum Error {
         name: String,
         /// The lease manager's error.
         #[source]
-        source: kube_lease_manager::LeaseManagerError,
+        source: Box<kube_lease_manager::LeaseManagerError>,
     },
     /// Publishing a Kubernetes Event about a Projection failed.
     #[error("publishing event {reason} for Projection {namespace}/{name}: {source}")]
@@ -64,7 +64,7 @@ pub enum Error {
         name: String,
         /// The client's error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 

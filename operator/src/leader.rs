@@ -47,7 +47,7 @@ where
     let lease_err = |source| Error::Lease {
         namespace: config.namespace.clone(),
         name: config.name.clone(),
-        source,
+        source: Box::new(source),
     };
     let manager = LeaseManagerBuilder::new(client, config.name.clone())
         .with_namespace(config.namespace.clone())

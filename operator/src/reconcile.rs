@@ -206,7 +206,7 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
                 reason: event_reason(event),
                 namespace: owner.namespace.clone(),
                 name: owner.name.clone(),
-                source,
+                source: Box::new(source),
             })?;
     }
     patch_status(&ctx, &owner, &new_status).await?;
@@ -249,7 +249,7 @@ async fn observe_replay(
             kind: "Job",
             namespace: ns,
             name: job_name,
-            source,
+            source: Box::new(source),
         }
     };
 
@@ -380,7 +380,7 @@ async fn reset_progress(ctx: &Context, owner: &Owner) -> Result<()> {
             kind: "Projection",
             namespace: owner.namespace.clone(),
             name: owner.name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     Ok(())
 }
@@ -403,7 +403,7 @@ async fn patch_status(ctx: &Context, owner: &Owner, status: &ProjectionStatus) -
         kind: "Projection",
         namespace: owner.namespace.clone(),
         name: owner.name.clone(),
-        source,
+        source: Box::new(source),
     })?;
     Ok(())
 }
@@ -420,7 +420,7 @@ where
             kind: kind_of::<K>(),
             namespace: object.namespace().unwrap_or_default(),
             name,
-            source,
+            source: Box::new(source),
         })
 }
 

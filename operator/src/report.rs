@@ -135,7 +135,7 @@ pub async fn publish_replay_status(
             kind: "Projection",
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            source,
+            source: Box::new(source),
         }),
     }
 }
