@@ -6,7 +6,9 @@
 //! 2. if `spec.replay` names a request: read its Job; create it when the request is new
 //!    (`status.replay.requestId` differs) and no Job of that name exists. The same request id
 //!    never starts a second Job: an existing Job is only observed, and a request whose Job is
-//!    gone is never restarted;
+//!    gone is never restarted. One replay at a time: a new request waits until the Job of the
+//!    recorded one has finished, and a Job keeps being followed when its request is removed
+//!    from the spec;
 //! 3. the active target: `status.activeTarget` (else `spec.target`), switched to the replay's
 //!    target once its Job succeeded, so a cross-database replay moves the projector;
 //! 4. server-side apply of the projector Deployment pointing at the active target;
@@ -52,6 +54,8 @@ use crate::status::{self, JobState, Observed, ReplayObservation};
 
 /// How often a Projection is looked at again when nothing changes.
 pub const STEADY_REQUEUE: Duration = Duration::from_secs(5 * 60);
+/// Delay before a waiting replay request starts once the previous replay has finished.
+pub const QUEUED_REPLAY_DELAY: Duration = Duration::from_secs(1);
 /// First retry delay after a failed reconciliation; doubles per consecutive failure.
 pub const FIRST_RETRY: Duration = Duration::from_secs(5);
 
@@ -145,11 +149,27 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
         .clone()
         .unwrap_or_else(|| p.spec.target.clone());
     let mut events = Vec::new();
-    let replay = match &p.spec.replay {
-        Some(request) => {
-            Some(observe_replay(&p, &owner, request, &previous, &active, &ctx, &mut events).await?)
+    let unfinished = previous
+        .replay
+        .as_ref()
+        .filter(|r| !r.phase.is_some_and(ReplayPhase::is_finished));
+    let mut queued = None;
+    let tracked = match (&p.spec.replay, unfinished) {
+        // One replay at a time: a new request waits until the previous Job has finished.
+        (Some(request), Some(running)) if running.request_id != request.request_id => {
+            queued = Some(request.request_id.as_str());
+            Some(Tracked::previous(running))
         }
-        // No request: keep the last replay's record (server-side apply would drop it otherwise).
+        (Some(request), _) => Some(Tracked::requested(request)),
+        // The request was removed from the spec while its Job runs: keep following that Job.
+        (None, Some(running)) => Some(Tracked::previous(running)),
+        (None, None) => None,
+    };
+    let replay = match tracked {
+        Some(tracked) => {
+            Some(observe_replay(&p, &owner, &tracked, &previous, &active, &ctx, &mut events).await?)
+        }
+        // Nothing runs: keep the last replay's record (server-side apply would drop it otherwise).
         None => previous.replay.as_ref().map(status::operator_owned_replay),
     };
     if let Some(r) = replay
@@ -175,6 +195,7 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
         deployment: Some(&deployment),
         replay: replay.as_ref(),
         active_target: &active,
+        queued_request: queued,
         now: (ctx.clock)(),
     });
     if previous
@@ -211,6 +232,13 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
     }
     patch_status(&ctx, &owner, &new_status).await?;
     ctx.clear_failures(&key(&p));
+    let previous_finished = replay
+        .as_ref()
+        .is_some_and(|r| r.phase.is_some_and(ReplayPhase::is_finished));
+    if queued.is_some() && previous_finished {
+        // The waiting request can start now.
+        return Ok(Action::requeue(QUEUED_REPLAY_DELAY));
+    }
     Ok(Action::requeue(STEADY_REQUEUE))
 }
 
@@ -224,19 +252,46 @@ fn event_reason(event: &Event) -> &'static str {
     }
 }
 
+/// The replay request a reconciliation follows.
+#[derive(Debug)]
+struct Tracked<'a> {
+    request_id: &'a str,
+    target: Option<&'a Target>,
+    /// Only `spec.replay` may start a Job; a previous request is only observed.
+    may_create: bool,
+}
+
+impl<'a> Tracked<'a> {
+    fn requested(request: &'a ReplayRequest) -> Self {
+        Self {
+            request_id: &request.request_id,
+            target: request.target.as_ref(),
+            may_create: true,
+        }
+    }
+
+    fn previous(record: &'a ReplayStatus) -> Self {
+        Self {
+            request_id: &record.request_id,
+            target: record.target.as_ref(),
+            may_create: false,
+        }
+    }
+}
+
 /// Reads (and for a new request creates) the replay Job and returns the operator-owned replay
 /// record. Pushes the Events of the transitions it saw.
 async fn observe_replay(
     p: &Projection,
     owner: &Owner,
-    request: &ReplayRequest,
+    request: &Tracked<'_>,
     previous: &ProjectionStatus,
     active: &Target,
     ctx: &Context,
     events: &mut Vec<Event>,
 ) -> Result<ReplayStatus> {
     let ns = owner.namespace.as_str();
-    let job_name = resources::replay_job_name(&owner.name, &request.request_id);
+    let job_name = resources::replay_job_name(&owner.name, request.request_id);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let known = previous
         .replay
@@ -254,7 +309,7 @@ async fn observe_replay(
     };
 
     let mut job = jobs.get_opt(&job_name).await.map_err(kube_err("get"))?;
-    if job.is_none() && known.is_none() {
+    if job.is_none() && known.is_none() && request.may_create {
         if let Some(built) = resources::replay_job(p, active)? {
             job = match jobs.create(&PostParams::default(), &built).await {
                 Ok(created) => {
@@ -290,10 +345,10 @@ async fn observe_replay(
         Some(job) => {
             let target = known
                 .and_then(|r| r.target.clone())
-                .or_else(|| request.target.clone())
+                .or_else(|| request.target.cloned())
                 .unwrap_or_else(|| active.clone());
             let observation = ReplayObservation {
-                request_id: request.request_id.clone(),
+                request_id: request.request_id.to_owned(),
                 job_name: job_name.clone(),
                 target,
                 state: JobState::of(&job),
@@ -315,7 +370,7 @@ async fn observe_replay(
             },
             // resources::replay_job returns a Job whenever spec.replay is set.
             None => ReplayStatus {
-                request_id: request.request_id.clone(),
+                request_id: request.request_id.to_owned(),
                 job_name: Some(job_name.clone()),
                 ..ReplayStatus::default()
             },

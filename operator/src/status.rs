@@ -163,6 +163,8 @@ pub struct Observed<'a> {
     pub replay: Option<&'a ReplayStatus>,
     /// The target the projector Deployment now points at.
     pub active_target: &'a Target,
+    /// A requested replay that waits for the recorded one to finish.
+    pub queued_request: Option<&'a str>,
     /// The time to stamp on conditions that change.
     pub now: Timestamp,
 }
@@ -224,11 +226,18 @@ pub fn compute(o: Observed<'_>) -> ProjectionStatus {
             } else {
                 "ReplayRunning"
             },
-            format!(
-                "replay {} runs in Job {}",
-                r.request_id,
-                r.job_name.as_deref().unwrap_or("?")
-            ),
+            match o.queued_request {
+                Some(next) => format!(
+                    "replay {} runs in Job {}; replay {next} starts when it has finished",
+                    r.request_id,
+                    r.job_name.as_deref().unwrap_or("?")
+                ),
+                None => format!(
+                    "replay {} runs in Job {}",
+                    r.request_id,
+                    r.job_name.as_deref().unwrap_or("?")
+                ),
+            },
         ),
         (Some(r), Some(ReplayPhase::Succeeded)) => cond(
             REPLAYING,

@@ -529,6 +529,144 @@ async fn a_failure_already_recorded_publishes_no_second_event() {
     reconcile_ok(p, exchanges).await;
 }
 
+fn running_record(request_id: &str) -> ProjectionStatus {
+    let mut s = steady_status(1);
+    s.phase = Some(ProjectionPhase::Replaying);
+    s.replay = Some(ReplayStatus {
+        request_id: request_id.into(),
+        phase: Some(ReplayPhase::Running),
+        job_name: Some(crate::resources::replay_job_name(NAME, request_id)),
+        target: Some(postgres_target()),
+        ..ReplayStatus::default()
+    });
+    s
+}
+
+fn job_for(request_id: &str, status: JobStatus) -> Job {
+    let p = Projection::test().with_replay(request_id, None);
+    let job = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    job_with_status(&job, status)
+}
+
+#[tokio::test]
+async fn a_new_request_waits_until_the_running_replay_has_finished() {
+    let p = Projection::test()
+        .with_status(running_record("r0"))
+        .with_replay("r1", None);
+    let r0_job = crate::resources::replay_job_name(NAME, "r0");
+    let mut exchanges = rbac(&p);
+    let running = job_for(
+        "r0",
+        JobStatus {
+            active: Some(1),
+            ready: Some(1),
+            ..JobStatus::default()
+        },
+    );
+    exchanges.push(Exchange::new(
+        Method::GET,
+        format!("{JOBS}/{r0_job}"),
+        move |_| ok(&to_json(&running)),
+    ));
+    // No POST: the r1 Job is not created while r0 runs.
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    let message = format!("replay r0 runs in Job {r0_job}; replay r1 starts when it has finished");
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        move |body| {
+            assert_eq!(body["status"]["replay"]["requestId"], "r0");
+            assert_eq!(body["status"]["replay"]["phase"], "Running");
+            assert_eq!(body["status"]["conditions"][1]["message"], message);
+            assert_eq!(body["status"]["phase"], "Replaying");
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    let (action, _) = reconcile_ok(p, exchanges).await;
+    assert_eq!(action, Action::requeue(STEADY_REQUEUE));
+}
+
+#[tokio::test]
+async fn when_the_previous_replay_finishes_the_waiting_request_is_requeued() {
+    let p = Projection::test()
+        .with_status(running_record("r0"))
+        .with_replay("r1", None);
+    let r0_job = crate::resources::replay_job_name(NAME, "r0");
+    let mut exchanges = rbac(&p);
+    let done = job_for(
+        "r0",
+        JobStatus {
+            succeeded: Some(1),
+            conditions: Some(vec![job_condition(
+                "Complete",
+                "CompletionsReached",
+                "",
+                EARLIER,
+            )]),
+            ..JobStatus::default()
+        },
+    );
+    exchanges.push(Exchange::new(
+        Method::GET,
+        format!("{JOBS}/{r0_job}"),
+        move |_| ok(&to_json(&done)),
+    ));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(event("Normal", "ReplaySucceeded", "replay r0 succeeded"));
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        |body| {
+            assert_eq!(body["status"]["replay"]["requestId"], "r0");
+            assert_eq!(body["status"]["replay"]["phase"], "Succeeded");
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    let (action, _) = reconcile_ok(p, exchanges).await;
+    assert_eq!(action, Action::requeue(QUEUED_REPLAY_DELAY));
+}
+
+#[tokio::test]
+async fn a_job_is_still_followed_after_its_request_is_removed_from_the_spec() {
+    let p = Projection::test().with_status(running_record("r1"));
+    assert!(p.spec.replay.is_none());
+    let mut exchanges = rbac(&p);
+    let failed = job_for(
+        "r1",
+        JobStatus {
+            conditions: Some(vec![job_condition(
+                "Failed",
+                "BackoffLimitExceeded",
+                "limit",
+                EARLIER,
+            )]),
+            ..JobStatus::default()
+        },
+    );
+    exchanges.push(get_job(failed));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(event(
+        "Warning",
+        "ReplayFailed",
+        "replay Job accounts-replay-82f3e9c6 failed",
+    ));
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        |body| {
+            assert_eq!(body["status"]["replay"]["phase"], "Failed");
+            assert_eq!(
+                body["status"]["phase"], "Running",
+                "a replay no longer requested does not degrade"
+            );
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    reconcile_ok(p, exchanges).await;
+}
+
 #[tokio::test]
 async fn deletion_sends_nothing_and_needs_no_finalizer() {
     let p = Projection::test().with_status(steady_status(1)).deleted();

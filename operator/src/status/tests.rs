@@ -21,6 +21,7 @@ fn compute_for(p: &Projection, d: &Deployment, replay: Option<&ReplayStatus>) ->
         deployment: Some(d),
         replay,
         active_target: &postgres_target(),
+        queued_request: None,
         now: now(),
     })
 }
