@@ -32,6 +32,22 @@ pub enum Error {
         #[source]
         source: Box<kube::Error>,
     },
+    /// The replay Job's name is taken by a Job of another request (a hash collision of two
+    /// request ids, or a Job the operator did not create): choose another request id.
+    #[error(
+        "Job {namespace}/{job} belongs to replay request {:?}, not {request_id:?}: use another requestId",
+        found.as_deref().unwrap_or("<none>")
+    )]
+    ReplayJobTaken {
+        /// Namespace.
+        namespace: String,
+        /// Job name.
+        job: String,
+        /// The requested id.
+        request_id: String,
+        /// The id in the Job's annotation.
+        found: Option<String>,
+    },
     /// A replay process reported for a request the Projection no longer runs.
     #[error("Projection {namespace}/{name} runs another replay than {request_id}: stop reporting")]
     ReplaySuperseded {
@@ -57,7 +73,7 @@ pub enum Error {
     #[error("publishing event {reason} for Projection {namespace}/{name}: {source}")]
     Event {
         /// Event reason.
-        reason: &'static str,
+        reason: String,
         /// Projection namespace.
         namespace: String,
         /// Projection name.
@@ -82,6 +98,7 @@ impl Error {
                 _ => "kube_other",
             },
             Self::ReplaySuperseded { .. } => "replay_superseded",
+            Self::ReplayJobTaken { .. } => "replay_job_taken",
             Self::Lease { .. } => "lease",
             Self::Event { .. } => "event",
         }

@@ -33,7 +33,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -54,6 +54,8 @@ use crate::status::{self, JobState, Observed, ReplayObservation};
 
 /// How often a Projection is looked at again when nothing changes.
 pub const STEADY_REQUEUE: Duration = Duration::from_secs(5 * 60);
+/// Changes of one Projection within this window cause one reconciliation.
+pub const DEBOUNCE: Duration = Duration::from_secs(1);
 /// Delay before a waiting replay request starts once the previous replay has finished.
 pub const QUEUED_REPLAY_DELAY: Duration = Duration::from_secs(1);
 /// First retry delay after a failed reconciliation; doubles per consecutive failure.
@@ -224,7 +226,7 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
             .publish(event, &reference)
             .await
             .map_err(|source| Error::Event {
-                reason: event_reason(event),
+                reason: event.reason.clone(),
                 namespace: owner.namespace.clone(),
                 name: owner.name.clone(),
                 source: Box::new(source),
@@ -240,16 +242,6 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
         return Ok(Action::requeue(QUEUED_REPLAY_DELAY));
     }
     Ok(Action::requeue(STEADY_REQUEUE))
-}
-
-fn event_reason(event: &Event) -> &'static str {
-    match event.reason.as_str() {
-        "ReplayStarted" => "ReplayStarted",
-        "ReplaySucceeded" => "ReplaySucceeded",
-        "ReplayFailed" => "ReplayFailed",
-        "CutOver" => "CutOver",
-        _ => "Other",
-    }
 }
 
 /// The replay request a reconciliation follows.
@@ -309,6 +301,20 @@ async fn observe_replay(
     };
 
     let mut job = jobs.get_opt(&job_name).await.map_err(kube_err("get"))?;
+    if let Some(found) = &job {
+        let owner_id = found
+            .annotations()
+            .get(resources::REPLAY_REQUEST_ID_ANNOTATION);
+        if owner_id.map(String::as_str) != Some(request.request_id) {
+            // Another request id with the same hash (or a Job we did not create).
+            return Err(Error::ReplayJobTaken {
+                namespace: ns.to_owned(),
+                job: job_name,
+                request_id: request.request_id.to_owned(),
+                found: owner_id.cloned(),
+            });
+        }
+    }
     if job.is_none() && known.is_none() && request.may_create {
         if let Some(built) = resources::replay_job(p, active)? {
             job = match jobs.create(&PostParams::default(), &built).await {
@@ -521,6 +527,9 @@ pub async fn run(
     let owned =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=eventline-operator");
     Controller::new(projections, watcher::Config::default())
+        // Every status write (ours, and each progress report of a replay) is a change too:
+        // collapse bursts into one reconciliation.
+        .with_config(ControllerConfig::default().debounce(DEBOUNCE))
         .owns(deployments, owned.clone())
         .owns(jobs, owned)
         .graceful_shutdown_on(stop)

@@ -668,6 +668,35 @@ async fn a_job_is_still_followed_after_its_request_is_removed_from_the_spec() {
 }
 
 #[tokio::test]
+async fn a_job_of_another_request_under_the_same_name_is_not_taken_for_ours() {
+    let p = Projection::test()
+        .with_status(steady_status(1))
+        .with_replay("r1", None);
+    let mut foreign = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    foreign
+        .metadata
+        .annotations
+        .as_mut()
+        .expect("annotations")
+        .insert(
+            crate::resources::REPLAY_REQUEST_ID_ANNOTATION.into(),
+            "another id".into(),
+        );
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(foreign));
+    let (ctx, server) = Context::test();
+    let server = server.run(exchanges);
+    let error = reconcile(Arc::new(p), ctx).await.expect_err("name taken");
+    finished(server).await;
+    assert_eq!(
+        error.to_string(),
+        "Job bank/accounts-replay-82f3e9c6 belongs to replay request \"another id\", not \"r1\": use another requestId"
+    );
+}
+
+#[tokio::test]
 async fn deletion_sends_nothing_and_needs_no_finalizer() {
     let p = Projection::test().with_status(steady_status(1)).deleted();
     assert!(
