@@ -126,7 +126,13 @@ async fn projection_lifecycle_on_a_real_cluster() {
     namespaces
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace"),
+            &Namespace {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(ns.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
         )
         .await
         .expect("namespace created");
