@@ -19,7 +19,7 @@
 //! publishes no Event. Deletion needs no finalizer: every object the operator creates carries a
 //! controller owner reference to the Projection, so the garbage collector removes them, and
 //! nothing outside the cluster is created by the operator (the replay's shadow tables belong to
-//! the read database and are kept for rollback on purpose).
+//! the read database, where the previous version is kept until the next cut-over).
 
 use std::collections::HashMap;
 use std::future::Future;

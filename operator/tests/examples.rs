@@ -77,7 +77,7 @@ fn example_manifests_are_valid_projections() {
             // And they deserialize into the operator's own types.
             let typed: eventline_operator::Projection =
                 serde_json::from_value(p.clone()).unwrap_or_else(|e| panic!("{file}: {e}"));
-            assert_eq!(typed.spec.projection, "accounts", "{file}");
+            assert_eq!(typed.spec.projection, "bank-accounts", "{file}");
         }
     }
 }

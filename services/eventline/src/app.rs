@@ -58,6 +58,12 @@ pub enum AppError {
     UnknownReplayProjection { name: String, known: String },
     #[error(transparent)]
     Replay(Box<eventline_replay::ReplayError>),
+    #[error("{flag}: cannot reach the Kubernetes API: {source}")]
+    Kubernetes {
+        flag: &'static str,
+        #[source]
+        source: Box<kube::Error>,
+    },
     #[error("{0} is required")]
     MissingFlag(&'static str),
     #[error("kafka: {0}")]
@@ -461,9 +467,32 @@ pub async fn replay(args: &ReplayArgs, shutdown: CancellationToken) -> Result<()
         ProgressStyle::Json => false,
         ProgressStyle::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
+    let reporter = match &args.report_to {
+        Some(target) => Some(
+            crate::status_report::StatusReporter::start(target.clone(), args.request_id.clone())
+                .await
+                .map_err(|source| AppError::Kubernetes {
+                    flag: "--report-to",
+                    source: Box::new(source),
+                })?,
+        ),
+        None => None,
+    };
     let mut display = crate::progress::Display::new(bar);
-    let finished = replay.run(shutdown, |p| display.show(p)).await;
+    let finished = replay
+        .run(shutdown, |p| {
+            display.show(p);
+            if let Some(reporter) = &reporter {
+                reporter.progress(p);
+            }
+        })
+        .await;
     display.finish();
+    if let Some(reporter) = reporter {
+        reporter
+            .finish(finished.as_ref().err().map(ToString::to_string))
+            .await;
+    }
     let finished = finished?;
     tracing::info!(
         applied = finished.applied,

@@ -94,6 +94,10 @@ pub struct ReplayArgs {
     /// the live model of a cross-database migration, its projector paused.
     #[arg(long, env = "EVENTLINE_REPLAY_VERIFY_AGAINST_URL")]
     pub verify_against: Option<DatabaseUrl>,
+    /// Also publish progress into this Projection's `status.replay` (`NAMESPACE/NAME`), with
+    /// the in-cluster service account (or `KUBECONFIG`); the operator sets it on replay Jobs.
+    #[arg(long, env = "EVENTLINE_REPLAY_REPORT_TO")]
+    pub report_to: Option<crate::status_report::ProjectionRef>,
     /// Seconds between progress lines.
     #[arg(long, env = "EVENTLINE_REPLAY_PROGRESS_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub progress_seconds: u64,

@@ -10,5 +10,6 @@
 pub mod app;
 pub mod cli;
 pub mod progress;
+pub mod status_report;
 pub mod telemetry;
 pub mod url;

@@ -7,37 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventline_bank::read_model_rows;
-use eventline_core::{EventStore, Metadata, NewEvent, Position};
+use eventline_core::{EventStore, Position};
 use eventline_readmodel::ReadModelDb;
 use eventline_store_sqlite::SqliteEventStore;
 use eventline_test_support::TestDatabase;
-use serde_json::json;
 use tokio::process::Command;
+
+mod support;
 
 /// 400 accounts of 25 events each, appended 25 at a time.
 async fn store(path: &std::path::Path) -> Arc<dyn EventStore> {
-    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(path).await.expect("store"));
-    for account in 0..400 {
-        let mut events = vec![NewEvent {
-            event_type: "AccountOpened".into(),
-            schema_version: 2,
-            payload: json!({"holder_name": "Ada", "account_type": "checking", "opening_balance": 0}),
-            metadata: Metadata::default(),
-        }];
-        for n in 1..25i64 {
-            events.push(NewEvent {
-                event_type: "FundsDeposited".into(),
-                schema_version: 1,
-                payload: json!({"amount": n, "balance": n * (n + 1) / 2}),
-                metadata: Metadata::default(),
-            });
-        }
-        store
-            .append(&format!("acct-{account:03}"), "bank.account", 0, events)
-            .await
-            .expect("append");
-    }
-    store
+    support::bank_store(path, 400, 24).await
 }
 
 fn replay(store: &str, target: &str, request: &str) -> Command {

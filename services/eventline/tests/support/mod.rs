@@ -258,3 +258,35 @@ pub async fn replayed_rows(store: &Arc<dyn EventStore>) -> Vec<eventline_readmod
         .await
         .expect("replayed rows")
 }
+
+/// A SQLite event store at `path` with `accounts` accounts, each opened then given `deposits`
+/// deposits, all appended at once per account.
+pub async fn bank_store(
+    path: &std::path::Path,
+    accounts: usize,
+    deposits: i64,
+) -> Arc<dyn EventStore> {
+    use eventline_core::{Metadata, NewEvent};
+    let store: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(path).await.expect("store"));
+    for account in 0..accounts {
+        let mut events = vec![NewEvent {
+            event_type: "AccountOpened".into(),
+            schema_version: 2,
+            payload: serde_json::json!({"holder_name": "Ada", "account_type": "checking", "opening_balance": 0}),
+            metadata: Metadata::default(),
+        }];
+        for n in 1..=deposits {
+            events.push(NewEvent {
+                event_type: "FundsDeposited".into(),
+                schema_version: 1,
+                payload: serde_json::json!({"amount": n, "balance": n * (n + 1) / 2}),
+                metadata: Metadata::default(),
+            });
+        }
+        store
+            .append(&format!("acct-{account:03}"), "bank.account", 0, events)
+            .await
+            .expect("append");
+    }
+    store
+}
