@@ -174,6 +174,9 @@ pub struct Schema {
     pub(crate) tables: HashMap<&'static str, Table>,
     /// The declared names of the projection's own tables, in declaration order.
     pub(crate) own_tables: Vec<&'static str>,
+    /// Whether batches record the applied version of each stream (see
+    /// [`Schema::without_stream_versions`]).
+    pub(crate) records_versions: bool,
 }
 
 /// Where a batch comes from, which decides how events already applied are recognised.
@@ -365,6 +368,7 @@ impl ReadModelDb {
             stream_types: projection.stream_types(),
             tables,
             own_tables,
+            records_versions: true,
         };
         self.initialise_checkpoint(&schema).await?;
         Ok(schema)
@@ -563,6 +567,19 @@ impl ReadModelDb {
         with_pool!(self, pool => initialise_row(pool, table, &row).await)?;
         // Two replays racing for the same projection: the row says who won.
         Box::pin(self.claim_replay(live, version, request_id)).await
+    }
+
+    /// Records the applied version of each of `versions`' streams for `schema`'s projection,
+    /// in one transaction.
+    pub async fn record_stream_versions(
+        &self,
+        schema: &Schema,
+        versions: &HashMap<String, u64>,
+    ) -> Result<(), ReadModelError> {
+        let mut changed: Vec<&str> = versions.keys().map(String::as_str).collect();
+        changed.sort_unstable();
+        let by_id: HashMap<&str, u64> = versions.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        with_pool!(self, pool => record_versions_on(pool, schema, &changed, &by_id).await)
     }
 
     /// The Kafka partitions this projection has consumed, with the next offset of each.
@@ -1127,6 +1144,27 @@ where
 }
 
 /// Records the applied version of each stream in `changed`, many rows per statement.
+async fn record_versions_on<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    schema: &Schema,
+    changed: &[&str],
+    versions: &HashMap<&str, u64>,
+) -> Result<(), ReadModelError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Args<DB>: IntoArguments<DB>,
+{
+    let action = "recording stream versions";
+    let mut tx = pool
+        .begin_with(DB::BEGIN)
+        .await
+        .map_err(database_error(DB::DIALECT, action))?;
+    record_stream_versions::<DB>(&mut tx, schema, changed, versions).await?;
+    tx.commit()
+        .await
+        .map_err(database_error(DB::DIALECT, action))
+}
+
 async fn record_stream_versions<DB: Backend>(
     conn: &mut DB::Connection,
     schema: &Schema,
@@ -1577,6 +1615,21 @@ impl Schema {
 
     /// Whether events of `stream_type` get their stream's applied version recorded.
     fn tracks(&self, stream_type: &str) -> bool {
+        self.records_versions && self.stream_types.contains(&stream_type)
+    }
+
+    /// The same tables, written without recording stream versions: for a replay's bulk load,
+    /// which reads the store in order (the checkpoint alone says what was applied) and
+    /// records the versions once at the end ([`ReadModelDb::record_stream_versions`]).
+    pub fn without_stream_versions(&self) -> Schema {
+        Schema {
+            records_versions: false,
+            ..self.clone()
+        }
+    }
+
+    /// Whether events of `stream_type` have their streams' versions kept by this projection.
+    pub fn keeps_versions_of(&self, stream_type: &str) -> bool {
         self.stream_types.contains(&stream_type)
     }
 }

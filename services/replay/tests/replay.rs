@@ -274,6 +274,14 @@ async fn an_interrupted_replay_resumes_to_the_identical_result() {
         .await
         .expect("uninterrupted");
     assert_same_rows(&target, &uninterrupted).await;
+    // The stream versions too (the resumed run re-reads the ones applied before the stop).
+    assert_eq!(
+        target.digest(&AccountsProjection).await.expect("digest"),
+        uninterrupted
+            .digest(&AccountsProjection)
+            .await
+            .expect("digest")
+    );
 
     // Starting a finished request again changes nothing.
     let again = f
