@@ -65,3 +65,141 @@ if [ "${1:-}" = "--install-only" ]; then
   "$helm" version --short && "$kubectl" version --client | head -n1 && "$kv" --version
   exit 0
 fi
+
+charts=(eventline-operator eventline-command eventline-query)
+examples="charts/examples/full-install"
+bad_dir="charts/tests/bad-values"
+# Kinds defined by CRDs, not by Kubernetes itself: kubernetes-validate has no schema for them, so
+# they are left out of that check (the Projection example is validated against the CRD's own
+# schema by operator/tests/examples.rs instead).
+crd_kinds="ServiceMonitor,Projection"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+ok() { echo "ok   $*"; }
+fail() { echo "FAIL $*"; failures=$((failures + 1)); }
+# check DESCRIPTION COMMAND...: one line, with the command's output when it fails.
+check() {
+  local desc=$1; shift
+  if "$@" >"$work/out" 2>&1; then ok "$desc"; else fail "$desc"; sed 's/^/     | /' "$work/out" | tail -n 20; fi
+}
+fails() { ! "$@"; }
+
+# Splits a multi-document manifest: built-in kinds into $2, the CRD-based kinds (crd_kinds) are
+# counted and left out. Fails on a document without apiVersion/kind.
+split_builtin() {
+  "$tools_dir/bin/python" - "$1" "$2" "$crd_kinds" <<'PY'
+import sys, yaml
+src, dst, skip = sys.argv[1], sys.argv[2], set(sys.argv[3].split(","))
+docs = [d for d in yaml.safe_load_all(open(src)) if d]
+kept, skipped = [], []
+for d in docs:
+    if "apiVersion" not in d or "kind" not in d:
+        sys.exit(f"a document without apiVersion/kind: {d}")
+    (skipped if d["kind"] in skip else kept).append(d)
+yaml.safe_dump_all(kept, open(dst, "w"), sort_keys=False)
+print(f"{len(kept)} built-in objects, skipped {len(skipped)} CRD-based: {sorted({d['kind'] for d in skipped}) or '-'}")
+PY
+}
+
+# validate FILE: kubernetes-validate on the built-in objects; any object without a schema fails.
+validate() {
+  local rendered=$1 builtin="$1.builtin.yaml"
+  split_builtin "$rendered" "$builtin" || return 1
+  "$kv" -k "$k8s_version" --strict "$builtin" >"$builtin.log" 2>&1
+  local rc=$?
+  cat "$builtin.log"
+  [ "$rc" -eq 0 ] && ! grep -q "Couldn't find schema" "$builtin.log" && ! grep -qE '^(ERROR|FAIL)' "$builtin.log"
+}
+
+# policy FILE: what every Eventline workload must be, checked on the rendered manifests:
+# non-root, read-only root filesystem, no privilege escalation, ALL capabilities dropped, seccomp
+# RuntimeDefault, resource requests, liveness on /healthz and readiness on /readyz, and no
+# credential-looking literal env values (URLs must come from secretKeyRef).
+policy() {
+  "$tools_dir/bin/python" - "$1" <<'PY'
+import sys, yaml
+problems = []
+deployments = 0
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if not d or d.get("kind") != "Deployment":
+        continue
+    deployments += 1
+    name = d["metadata"]["name"]
+    pod = d["spec"]["template"]["spec"]
+    psc = pod.get("securityContext", {})
+    if psc.get("runAsNonRoot") is not True or psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append(f"{name}: pod securityContext not non-root/RuntimeDefault")
+    if psc.get("runAsUser", 0) == 0:
+        problems.append(f"{name}: runAsUser is root")
+    for c in pod["containers"]:
+        where = f"{name}/{c['name']}"
+        sc = c.get("securityContext", {})
+        if sc.get("readOnlyRootFilesystem") is not True: problems.append(f"{where}: root filesystem writable")
+        if sc.get("allowPrivilegeEscalation") is not False: problems.append(f"{where}: privilege escalation allowed")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"]: problems.append(f"{where}: capabilities not dropped")
+        req = c.get("resources", {}).get("requests", {})
+        if not req.get("cpu") or not req.get("memory"): problems.append(f"{where}: no cpu/memory requests")
+        if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz": problems.append(f"{where}: no liveness probe on /healthz")
+        if c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz": problems.append(f"{where}: no readiness probe on /readyz")
+        for e in c.get("env", []):
+            v = e.get("value", "")
+            if "://" in v or e["name"].endswith("_URL") and "valueFrom" not in e:
+                problems.append(f"{where}: env {e['name']} is a literal, not a secretKeyRef")
+if deployments == 0:
+    problems.append("no Deployment rendered")
+if problems:
+    sys.exit("\n".join(problems))
+PY
+}
+
+# rejected CHART FILE: helm template must fail, and its error must contain the file's
+# "# expect: TEXT" line (the bad field's path or name).
+rejected() {
+  local chart=$1 file=$2 expect
+  expect=$(sed -n 's/^# expect: //p' "$file" | head -n1)
+  if [ -z "$expect" ]; then echo "$file has no '# expect:' line"; return 1; fi
+  if "$helm" template t "charts/$chart" -f "$file" >"$work/rejected.out" 2>&1; then
+    echo "accepted, should have been rejected"; return 1
+  fi
+  if ! grep -qF -- "$expect" "$work/rejected.out"; then
+    echo "rejected, but the error does not mention '$expect':"; cat "$work/rejected.out"; return 1
+  fi
+}
+
+# The checks themselves can fail: a rendered chart broken on purpose must not pass them.
+"$helm" template t charts/eventline-command >"$work/broken.yaml" 2>/dev/null
+sed -e 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false\n            bogusField: 1/' \
+  "$work/broken.yaml" >"$work/broken-edit.yaml"
+check "self-test: kubernetes-validate rejects an unknown field" fails validate "$work/broken-edit.yaml"
+check "self-test: the pod policy rejects a writable root filesystem" fails policy "$work/broken-edit.yaml"
+
+check "operator chart: crds/projection.yaml is an exact copy of crds/projection.yaml" \
+  cmp crds/projection.yaml charts/eventline-operator/crds/projection.yaml
+
+for chart in "${charts[@]}"; do
+  short=${chart#eventline-}
+  example="$examples/$short-values.yaml"
+  check "$chart: helm lint --strict (default values)" "$helm" lint --strict "charts/$chart"
+  check "$chart: helm lint --strict (example values)" "$helm" lint --strict "charts/$chart" -f "$example"
+  for variant in default example; do
+    out="$work/$chart-$variant.yaml"
+    args=(template "$short" "charts/$chart" --namespace eventline-test --include-crds)
+    [ "$variant" = example ] && args+=(-f "$example")
+    check "$chart: helm template ($variant values)" bash -c '"$@" > '"$out" _ "$helm" "${args[@]}"
+    check "$chart: kubernetes-validate $k8s_version --strict ($variant values; skips $crd_kinds)" validate "$out"
+    check "$chart: pods non-root, read-only, caps dropped, requests, probes, Secret-only URLs ($variant values)" policy "$out"
+  done
+  for bad in "$bad_dir/$chart"/*.yaml; do
+    check "$chart: rejects $(basename "$bad") ($(sed -n 's/^# expect: //p' "$bad" | head -n1))" rejected "$chart" "$bad"
+  done
+done
+
+check "example Secrets are valid Kubernetes objects" validate "$examples/secrets.yaml"
+
+if [ "$failures" -gt 0 ]; then
+  echo "test-charts: $failures check(s) failed"
+  exit 1
+fi
+echo "test-charts: all checks passed"
