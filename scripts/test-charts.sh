@@ -67,12 +67,12 @@ if [ "${1:-}" = "--install-only" ]; then
 fi
 
 charts=(eventline-operator eventline-command eventline-query)
-examples="charts/examples/full-install"
+examples="charts/examples"
 bad_dir="charts/tests/bad-values"
 # Kinds defined by CRDs, not by Kubernetes itself: kubernetes-validate has no schema for them, so
 # they are left out of that check (the Projection example is validated against the CRD's own
-# schema by operator/tests/examples.rs instead).
-crd_kinds="ServiceMonitor,Projection"
+# schema by operator/tests/examples.rs instead; ServiceMonitor and HTTPRoute are only rendered).
+crd_kinds="ServiceMonitor,HTTPRoute,Projection"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failures=0
@@ -180,23 +180,32 @@ check "operator chart: crds/projection.yaml is an exact copy of crds/projection.
 
 for chart in "${charts[@]}"; do
   short=${chart#eventline-}
-  example="$examples/$short-values.yaml"
-  check "$chart: helm lint --strict (default values)" "$helm" lint --strict "charts/$chart"
-  check "$chart: helm lint --strict (example values)" "$helm" lint --strict "charts/$chart" -f "$example"
-  for variant in default example; do
-    out="$work/$chart-$variant.yaml"
+  # Default values, then every example that has values for this chart (charts/examples/*/SHORT-values.yaml).
+  variants=(default)
+  for example in "$examples"/*/"$short"-values.yaml; do
+    [ -e "$example" ] && variants+=("$example")
+  done
+  for variant in "${variants[@]}"; do
+    label="default values"
     args=(template "$short" "charts/$chart" --namespace eventline-test --include-crds)
-    [ "$variant" = example ] && args+=(-f "$example")
-    check "$chart: helm template ($variant values)" bash -c '"$@" > '"$out" _ "$helm" "${args[@]}"
-    check "$chart: kubernetes-validate $k8s_version --strict ($variant values; skips $crd_kinds)" validate "$out"
-    check "$chart: pods non-root, read-only, caps dropped, requests, probes, Secret-only URLs ($variant values)" policy "$out"
+    lint=(lint --strict "charts/$chart")
+    if [ "$variant" != default ]; then
+      label="${variant#"$examples"/}"
+      args+=(-f "$variant")
+      lint+=(-f "$variant")
+    fi
+    out="$work/$chart-$(echo "$label" | tr '/ ' '__').yaml"
+    check "$chart: helm lint --strict ($label)" "$helm" "${lint[@]}"
+    check "$chart: helm template ($label)" bash -c '"$@" > '"$out" _ "$helm" "${args[@]}"
+    check "$chart: kubernetes-validate $k8s_version --strict ($label; skips $crd_kinds)" validate "$out"
+    check "$chart: pods non-root, read-only, caps dropped, requests, probes, Secret-only URLs ($label)" policy "$out"
   done
   for bad in "$bad_dir/$chart"/*.yaml; do
     check "$chart: rejects $(basename "$bad") ($(sed -n 's/^# expect: //p' "$bad" | head -n1))" rejected "$chart" "$bad"
   done
 done
 
-check "example Secrets are valid Kubernetes objects" validate "$examples/secrets.yaml"
+check "example Secrets are valid Kubernetes objects" validate "$examples/full-install/secrets.yaml"
 
 if [ "$failures" -gt 0 ]; then
   echo "test-charts: $failures check(s) failed"
