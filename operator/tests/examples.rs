@@ -69,6 +69,7 @@ fn example_manifests_are_valid_projections() {
         "examples/live-projection.yaml",
         "examples/replay.yaml",
         "examples/cross-database-replay.yaml",
+        "../charts/examples/full-install/projection.yaml",
     ] {
         for p in projections(file) {
             assert_eq!(p["apiVersion"], "eventline.io/v1alpha1", "{file}");
