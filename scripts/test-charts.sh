@@ -24,7 +24,13 @@ log() { echo "test-charts: $*" >&2; }
 install_tools() {
   if [ ! -x "$tools_dir/bin/pip" ]; then
     log "creating $tools_dir"
-    python3 -m venv "$tools_dir" || return 1
+    if ! python3 -m venv "$tools_dir"; then
+      # Debian ships venv's pip bootstrap separately.
+      rm -rf "$tools_dir"
+      log "installing python3-venv"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+        && python3 -m venv "$tools_dir" || return 1
+    fi
   fi
   if [ ! -x "$kv" ]; then
     log "installing kubernetes-validate 1.37.0"
@@ -154,6 +160,52 @@ if problems:
 PY
 }
 
+# operator_equivalent RENDERED: the operator chart (release "eventline-operator", default values)
+# renders what operator/deploy/*.yaml declares: the same ClusterRole and Lease Role rules, the same
+# environment (ConfigMap + fieldRefs), probes, ports, replicas, resources and security contexts.
+operator_equivalent() {
+  "$tools_dir/bin/python" - "$1" operator/deploy/rbac.yaml operator/deploy/operator.yaml <<'PY'
+import sys, yaml
+def load(path):
+    return [d for d in yaml.safe_load_all(open(path)) if d]
+chart = load(sys.argv[1])
+plain = load(sys.argv[2]) + load(sys.argv[3])
+def one(docs, kind):
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+problems = []
+for kind in ("ClusterRole", "Role"):
+    if one(chart, kind)["rules"] != one(plain, kind)["rules"]:
+        problems.append(f"{kind} rules differ from operator/deploy/rbac.yaml")
+cdep, pdep = one(chart, "Deployment"), one(plain, "Deployment")
+if cdep["spec"]["replicas"] != pdep["spec"]["replicas"]:
+    problems.append("replicas differ")
+cpod, ppod = cdep["spec"]["template"]["spec"], pdep["spec"]["template"]["spec"]
+for k, v in ppod["securityContext"].items():
+    if cpod["securityContext"].get(k) != v:
+        problems.append(f"pod securityContext.{k} differs")
+cc, pc = cpod["containers"][0], ppod["containers"][0]
+for field in ("ports", "livenessProbe", "readinessProbe", "resources", "securityContext"):
+    if cc.get(field) != pc.get(field):
+        problems.append(f"container {field} differs: {cc.get(field)} != {pc.get(field)}")
+config = one(chart, "ConfigMap")["data"]
+chart_env = {e["name"]: e for e in cc.get("env", [])}
+for e in pc["env"]:
+    name = e["name"]
+    if "valueFrom" in e:
+        if chart_env.get(name, {}).get("valueFrom") != e["valueFrom"]:
+            problems.append(f"env {name}: valueFrom differs")
+    elif config.get(name, chart_env.get(name, {}).get("value")) != e["value"]:
+        problems.append(f"env {name}: {config.get(name)!r} != {e['value']!r}")
+extra = set(config) - {e["name"] for e in pc["env"]}
+if extra:
+    problems.append(f"ConfigMap sets what operator.yaml does not: {sorted(extra)}")
+if problems:
+    sys.exit("\n".join(problems))
+PY
+}
+
 # rejected CHART FILE: helm template must fail, and its error must contain the file's
 # "# expect: TEXT" line (the bad field's path or name).
 rejected() {
@@ -177,6 +229,10 @@ check "self-test: the pod policy rejects a writable root filesystem" fails polic
 
 check "operator chart: crds/projection.yaml is an exact copy of crds/projection.yaml" \
   cmp crds/projection.yaml charts/eventline-operator/crds/projection.yaml
+
+"$helm" template eventline-operator charts/eventline-operator --namespace eventline-system >"$work/operator-plain.yaml" 2>&1
+check "operator chart renders what operator/deploy/{rbac,operator}.yaml declare (RBAC rules, env, probes, security)" \
+  operator_equivalent "$work/operator-plain.yaml"
 
 for chart in "${charts[@]}"; do
   short=${chart#eventline-}
