@@ -263,6 +263,27 @@ done
 
 check "example Secrets are valid Kubernetes objects" validate "$examples/full-install/secrets.yaml"
 
+# default_secrets: the Secrets the default values refer to, created the way charts/README.md says
+# (kubectl create secret --dry-run=client), are valid objects whose name and key match the values.
+default_secrets() {
+  local out="$work/default-secrets.yaml"
+  : >"$out"
+  for ref in eventline-store:url eventline-read-model:url eventline-relay-checkpoint:url eventline-kafka:brokers; do
+    "$kubectl" create secret generic "${ref%%:*}" --from-literal="${ref#*:}=placeholder" \
+      --namespace bank --dry-run=client -o yaml >>"$out" || return 1
+    echo "---" >>"$out"
+  done
+  validate "$out" || return 1
+  for chart in eventline-command eventline-query; do
+    "$helm" template t "charts/$chart" | grep -A2 'secretKeyRef:' | sed -n 's/^ *name: //p;s/^ *key: //p' \
+      | paste - - | while read -r name key; do
+        grep -q "^  name: $name\$" "$out" && grep -q "^  $key: " "$out" \
+          || { echo "$chart refers to Secret $name key $key, which the README does not create"; exit 1; }
+      done || return 1
+  done
+}
+check "the Secrets the default values refer to are the ones the README commands create (kubectl create secret --dry-run=client)" default_secrets
+
 if [ "$failures" -gt 0 ]; then
   echo "test-charts: $failures check(s) failed"
   exit 1
