@@ -114,7 +114,10 @@ fn a_status_older_than_the_spec_is_progressing() {
     assert!(message.contains("generation 3"), "{message}");
 
     let mut status = running_status();
-    status.as_object_mut().expect("object").remove("observedGeneration");
+    status
+        .as_object_mut()
+        .expect("object")
+        .remove("observedGeneration");
     assert_eq!(health(&projection(None, Some(status))).0, "Progressing");
 }
 
@@ -183,7 +186,10 @@ fn a_failed_replay_is_degraded_with_its_error() {
     });
     let (health_status, message) = health(&projection(Some("r2"), Some(status)));
     assert_eq!(health_status, "Degraded");
-    assert_eq!(message, "target unreachable; the live projection is untouched");
+    assert_eq!(
+        message,
+        "target unreachable; the live projection is untouched"
+    );
 }
 
 #[test]
