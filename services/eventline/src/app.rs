@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::cli::{
     CommandApiArgs, EmbeddedArgs, ProgressStyle, ProjectArgs, ProjectorSource, QueryApiArgs,
-    RelayArgs, ReplayArgs,
+    RelayArgs, ReplayArgs, RollbackArgs,
 };
 use crate::url::{OpenError, OpenedStore, open_read_model, open_store, open_store_with_snapshots};
 
@@ -442,14 +442,7 @@ pub async fn project(
 
 /// `eventline replay`: runs to the end (or to `shutdown`), printing progress.
 pub async fn replay(args: &ReplayArgs, shutdown: CancellationToken) -> Result<(), AppError> {
-    let projection = selected_projections(std::slice::from_ref(&args.projection))
-        .map_err(|error| match error {
-            AppError::UnknownProjection { name, known } => {
-                AppError::UnknownReplayProjection { name, known }
-            }
-            other => other,
-        })?
-        .remove(0);
+    let projection = replay_projection(&args.projection)?;
     let store = open_store("--store", &args.store, args.store_pool_size).await?;
     let target = open_read_model("--target", &args.target, 4).await?;
     let mut config = eventline_replay::ReplayConfig::new(args.request_id.clone());
@@ -498,6 +491,39 @@ pub async fn replay(args: &ReplayArgs, shutdown: CancellationToken) -> Result<()
         applied = finished.applied,
         events_per_second = finished.events_per_second,
         "replay finished"
+    );
+    Ok(())
+}
+
+/// The projection named by `--projection`.
+fn replay_projection(name: &str) -> Result<Arc<dyn Projection>, AppError> {
+    selected_projections(&[name.to_owned()])
+        .map_err(|error| match error {
+            AppError::UnknownProjection { name, known } => {
+                AppError::UnknownReplayProjection { name, known }
+            }
+            other => other,
+        })
+        .map(|mut selected| selected.remove(0))
+}
+
+/// `eventline rollback`: makes the version the last cut-over replaced live again.
+pub async fn roll_back(args: &RollbackArgs) -> Result<(), AppError> {
+    let projection = replay_projection(&args.projection)?;
+    let store = open_store("--store", &args.store, 4).await?;
+    let target = open_read_model("--target", &args.target, 2).await?;
+    let replay = eventline_replay::Replay::new(
+        store,
+        target,
+        Arc::clone(&projection),
+        eventline_replay::ReplayConfig::new("rollback"),
+    );
+    let done = replay.roll_back().await?;
+    tracing::info!(
+        projection = projection.name(),
+        caught_up = done.applied,
+        position = done.position,
+        "rolled back to the previous version"
     );
     Ok(())
 }

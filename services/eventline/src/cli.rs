@@ -42,9 +42,26 @@ pub enum Command {
     Project(ProjectArgs),
     /// The relay: publishes every stored event to Kafka, in order per stream, at least once.
     Relay(RelayArgs),
-    /// Rebuilds a projection's read model from the event store into a database that has none
-    /// (of any type: a cross-database replay). Strict, resumable by request id.
+    /// Rebuilds a projection's read model from the event store, beside the live one (blue/green,
+    /// then an atomic cut-over) or into another database of any type (cross-database).
+    /// Strict, resumable by request id.
     Replay(ReplayArgs),
+    /// Rolls the last cut-over back: the version it replaced becomes live again, caught up
+    /// with the events stored since (PostgreSQL and SQLite read models).
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// The event store: the previous version catches up from it before it is swapped in.
+    #[arg(long, env = "EVENTLINE_STORE_URL")]
+    pub store: DatabaseUrl,
+    /// The read-model database whose last cut-over is rolled back.
+    #[arg(long, env = "EVENTLINE_REPLAY_TARGET_URL")]
+    pub target: DatabaseUrl,
+    /// The projection (e.g. `bank-accounts`).
+    #[arg(long, env = "EVENTLINE_REPLAY_PROJECTION")]
+    pub projection: String,
 }
 
 /// How a replay shows its progress.

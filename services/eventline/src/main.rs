@@ -14,6 +14,7 @@ async fn run(command: Command, shutdown: CancellationToken) -> Result<(), AppErr
         Command::Project(args) => app::project(args, shutdown).await?,
         Command::Relay(args) => app::relay(args, shutdown).await?,
         Command::Replay(args) => return app::replay(args, shutdown).await,
+        Command::Rollback(args) => return app::roll_back(args).await,
     };
     services.wait().await
 }

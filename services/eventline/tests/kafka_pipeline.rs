@@ -38,7 +38,9 @@ async fn start(args: &[&str], shutdown: &CancellationToken) -> Services {
         Command::QueryApi(args) => app::query_api(args, shutdown).await,
         Command::Project(args) => app::project(args, shutdown).await,
         Command::Relay(args) => app::relay(args, shutdown).await,
-        Command::Embedded(_) | Command::Replay(_) => unreachable!("not part of the pipeline"),
+        Command::Embedded(_) | Command::Replay(_) | Command::Rollback(_) => {
+            unreachable!("not part of the pipeline")
+        }
     }
     .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }

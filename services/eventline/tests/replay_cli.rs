@@ -164,4 +164,23 @@ async fn refusals_name_the_problem() {
     // Once it has finished, the next request builds a new version and cuts over to it.
     let (ok, _, stderr) = finished(replay(&store_url, &target_url, "other")).await;
     assert!(ok, "{stderr}");
+
+    // The last cut-over can be rolled back; where none happened, rollback says so.
+    let rollback = |target: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eventline"));
+        command
+            .args(["rollback", "--store", &store_url, "--target", target])
+            .args(["--projection", "bank-accounts"])
+            .env("EVENTLINE_LOG", "warn");
+        command
+    };
+    let (ok, _, stderr) = finished(rollback(&target_url)).await;
+    assert!(ok, "{stderr}");
+    let fresh = format!("sqlite://{}", dir.path().join("fresh.sqlite").display());
+    let (ok, _, stderr) = finished(rollback(&fresh)).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("no previous version to roll back to"),
+        "{stderr}"
+    );
 }

@@ -41,6 +41,8 @@ use crate::migrate;
 
 /// The suffix of the version that the live one becomes at a cut-over.
 const PREVIOUS: &str = "previous";
+/// The suffix a version is renamed to for a moment while a rollback swaps it in.
+const SWAPPING: &str = "swapping";
 
 /// The generation a replay request builds: `r` and 8 hex digits of the request id's hash.
 pub fn generation(request_id: &str) -> String {
@@ -203,7 +205,45 @@ impl ReadModelDb {
             live: live.clone(),
             version: version.clone(),
             request_id: request_id.to_owned(),
+            rollback: false,
         })
+    }
+
+    /// The version the last cut-over replaced (`TABLE__previous`), if it is still kept.
+    pub async fn previous_version(&self, live: &Schema) -> Result<Option<Schema>, ReadModelError> {
+        let mut previous = live.clone();
+        previous.projection = versioned(live.projection, PREVIOUS);
+        for name in &live.own_tables {
+            let mut table = live.table(name)?.clone();
+            table.name = versioned(table.name, PREVIOUS);
+            if !self.table_exists(table.name).await? {
+                return Ok(None);
+            }
+            previous.tables.insert(name, table);
+        }
+        Ok(Some(previous))
+    }
+
+    /// Starts rolling the last cut-over back: like [`ReadModelDb::begin_cut_over`], with the
+    /// kept previous version (see [`ReadModelDb::previous_version`]) as the version swapped
+    /// in; the live one becomes the previous version in turn. Apply the events stored since
+    /// the previous version's checkpoint with [`CutOver::apply`] before committing (its
+    /// stream versions skip what it already has), so nothing is lost. Needs transactional
+    /// DDL: refused on MySQL, where the swap could not be made crash-safe both ways.
+    pub async fn begin_roll_back(
+        &self,
+        live: &Schema,
+        previous: &Schema,
+    ) -> Result<CutOver, ReadModelError> {
+        if self.dialect() == Dialect::MySql {
+            return Err(ReadModelError::Unsupported {
+                database: "mysql",
+                what: "rolling back a cut-over (MySQL's DDL is not transactional); replay instead",
+            });
+        }
+        let mut cut = self.begin_cut_over(live, previous, "rollback").await?;
+        cut.rollback = true;
+        Ok(cut)
     }
 
     /// Completes a MySQL cut-over whose process stopped between its two steps: renames the
@@ -234,6 +274,23 @@ impl ReadModelDb {
         version: &Schema,
     ) -> Result<Vec<(&'static str, &'static str)>, ReadModelError> {
         let mut pairs = Vec::new();
+        let rollback = version.projection == versioned(live.projection, PREVIOUS);
+        if rollback {
+            // The version swapped in holds the previous names: move it aside first.
+            for name in &live.own_tables {
+                let current = live.table(name)?.name;
+                pairs.push((versioned(current, PREVIOUS), versioned(current, SWAPPING)));
+            }
+            for name in &live.own_tables {
+                let current = live.table(name)?.name;
+                pairs.push((current, versioned(current, PREVIOUS)));
+            }
+            for name in &live.own_tables {
+                let current = live.table(name)?.name;
+                pairs.push((versioned(current, SWAPPING), current));
+            }
+            return Ok(pairs);
+        }
         for name in &live.own_tables {
             let current = live.table(name)?.name;
             pairs.push((current, versioned(current, PREVIOUS)));
@@ -325,6 +382,8 @@ pub struct CutOver {
     live: Schema,
     version: Schema,
     request_id: String,
+    /// Swapping the previous version back in.
+    rollback: bool,
 }
 
 impl std::fmt::Debug for CutOver {
@@ -361,7 +420,8 @@ impl CutOver {
         let transactional_ddl = self.db.dialect() != Dialect::MySql;
         let pairs = ReadModelDb::swap_pairs(&self.live, &self.version)?;
         let (live, version, request_id) = (&self.live, &self.version, self.request_id.as_str());
-        with_tx!(self, tx => swap_bookkeeping::<Db>(&mut **tx, live, version, request_id, transactional_ddl).await)?;
+        let rollback = self.rollback;
+        with_tx!(self, tx => swap_bookkeeping::<Db>(&mut **tx, live, version, request_id, transactional_ddl, rollback).await)?;
         if transactional_ddl {
             let dialect = self.db.dialect();
             for sql in dialect.rename_tables(&pairs) {
@@ -388,8 +448,15 @@ impl CutOver {
                 .finish_interrupted_cut_over(&self.live, &self.version, &self.request_id)
                 .await?;
         }
-        tracing::info!(projection = self.live.projection, request_id = %self.request_id,
-            "cut over to the replayed read model");
+        if self.rollback {
+            tracing::info!(
+                projection = self.live.projection,
+                "rolled back to the previous read model"
+            );
+        } else {
+            tracing::info!(projection = self.live.projection, request_id = %self.request_id,
+                "cut over to the replayed read model");
+        }
         Ok(())
     }
 }
@@ -404,6 +471,7 @@ async fn swap_bookkeeping<DB: Backend>(
     version: &Schema,
     request_id: &str,
     renamed_inside: bool,
+    rollback: bool,
 ) -> Result<(), ReadModelError>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -414,7 +482,20 @@ where
     let live_key = Value::from(live.projection);
     let version_key = Value::from(version.projection);
     let previous_key = Value::from(versioned(live.projection, PREVIOUS));
+    let swapping_key = Value::from(versioned(live.projection, SWAPPING));
     for table in [STREAM_VERSIONS, DEAD_LETTERS] {
+        if rollback {
+            // previous -> swapping, live -> previous, swapping -> live.
+            let steps = [
+                (&swapping_key, &previous_key),
+                (&previous_key, &live_key),
+                (&live_key, &swapping_key),
+            ];
+            for (to, from) in steps {
+                execute_in::<DB>(conn, dialect.rekey(table), &[to, from], action).await?;
+            }
+            continue;
+        }
         execute_in::<DB>(conn, dialect.delete_key(table), &[&previous_key], action).await?;
         execute_in::<DB>(
             conn,
@@ -484,7 +565,27 @@ where
     )
     .await?;
     // Definitions: the previous version keeps what the live tables were; the live names now
-    // hold tables made from the declaration.
+    // hold tables made from the declaration (or, rolling back, what the previous ones were).
+    if rollback {
+        for name in &live.own_tables {
+            let current = live.table(name)?.name;
+            let (previous, swapping) = (versioned(current, PREVIOUS), versioned(current, SWAPPING));
+            for (to, from) in [
+                (swapping, previous),
+                (previous, current),
+                (current, swapping),
+            ] {
+                execute_in::<DB>(
+                    conn,
+                    dialect.update(DEFINITIONS, &["table_name"], &["table_name"]),
+                    &[&Value::from(to), &Value::from(from)],
+                    action,
+                )
+                .await?;
+            }
+        }
+        return Ok(());
+    }
     for name in &live.own_tables {
         let declared = live.table(name)?;
         let previous = versioned(declared.name, PREVIOUS);

@@ -38,6 +38,12 @@ pub enum ReadModelError {
         projection: String,
         request_id: String,
     },
+    /// The database cannot do this.
+    #[error("{database}: {what} is not supported")]
+    Unsupported {
+        database: &'static str,
+        what: &'static str,
+    },
     /// A projection referred to a table or column it did not declare.
     #[error("table {table}: {reason}")]
     Schema { table: String, reason: String },
@@ -53,7 +59,8 @@ impl ReadModelError {
             ReadModelError::UnsupportedUrl { .. }
             | ReadModelError::EventRejected { .. }
             | ReadModelError::Occupied { .. }
-            | ReadModelError::CuttingOver { .. } => false,
+            | ReadModelError::CuttingOver { .. }
+            | ReadModelError::Unsupported { .. } => false,
         }
     }
 }

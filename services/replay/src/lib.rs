@@ -29,7 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventline_core::{Envelope, EventStore, Position, Projection, StoreError};
-use eventline_readmodel::{ProjectedEvent, ReadModelDb, ReadModelError, ReplayClaim, Schema};
+use eventline_readmodel::{
+    CutOver, ProjectedEvent, ReadModelDb, ReadModelError, ReplayClaim, Schema,
+};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +62,10 @@ pub enum ReplayError {
         /// The tables whose row count or checksum differ.
         tables: String,
     },
+    #[error(
+        "projection {projection} has no previous version to roll back to (it is kept from the last cut-over until the next one)"
+    )]
+    NothingToRollBack { projection: &'static str },
     #[error(
         "replay {request_id} of {projection} was interrupted at {at}; start it again to continue"
     )]
@@ -279,16 +285,30 @@ impl Replay {
             .begin_cut_over(&live, &version, &request_id)
             .await
             .map_err(self.target_error())?;
+        let (applied, position) = self.catch_up_under_lock(&mut cut).await?;
+        run.applied += applied;
+        run.position = run.position.max(position);
+        cut.commit().await.map_err(self.target_error())?;
+        let total = run.position.event.max(run.head.event);
+        let progress = self.progress(run.applied, total, total, run.started.elapsed(), true);
+        report(&progress);
+        Ok(progress)
+    }
+
+    /// Applies every event stored after the version's checkpoint, inside the cut-over's
+    /// transaction; returns how many were applied and the last position.
+    async fn catch_up_under_lock(&self, cut: &mut CutOver) -> Result<(u64, Position), ReplayError> {
+        let mut applied = 0u64;
+        let mut position = cut.checkpoint().await.map_err(self.target_error())?;
         loop {
-            let after = cut.checkpoint().await.map_err(self.target_error())?;
             let events = self
                 .store
-                .read_all(after, self.config.batch_size)
+                .read_all(position, self.config.batch_size)
                 .await
                 .map_err(|source| self.store_error(source))?;
-            if events.is_empty() {
-                break;
-            }
+            let Some(last) = events.last().map(|e| e.position) else {
+                return Ok((applied, position));
+            };
             let ops: Vec<_> = events.iter().map(|e| self.project(e)).collect();
             let projected: Vec<ProjectedEvent<'_>> = events
                 .iter()
@@ -296,14 +316,9 @@ impl Replay {
                 .map(|(event, ops)| ProjectedEvent { event, ops })
                 .collect();
             let outcome = cut.apply(&projected).await.map_err(self.target_error())?;
-            run.applied += outcome.applied as u64;
-            run.position = outcome.checkpoint;
+            applied += outcome.applied as u64;
+            position = last;
         }
-        cut.commit().await.map_err(self.target_error())?;
-        let total = run.position.event.max(run.head.event);
-        let progress = self.progress(run.applied, total, total, run.started.elapsed(), true);
-        report(&progress);
-        Ok(progress)
     }
 
     /// Compares the new version with `reference`; a difference stops the replay before
@@ -335,6 +350,43 @@ impl Replay {
                 tables: differ.join(", "),
             })
         }
+    }
+
+    /// Rolls the last cut-over back: the kept previous version becomes live again, after
+    /// catching up under the cut-over lock with every event stored since it was replaced
+    /// (so the live projector continues on it with nothing missed), and the version it
+    /// replaces is kept as the previous one in turn. Not on MySQL (see
+    /// [`ReadModelDb::begin_roll_back`]).
+    pub async fn roll_back(&self) -> Result<Progress, ReplayError> {
+        let started = Instant::now();
+        let live = self
+            .target
+            .ensure_schema(self.projection.as_ref())
+            .await
+            .map_err(self.target_error())?;
+        let previous = self
+            .target
+            .previous_version(&live)
+            .await
+            .map_err(self.target_error())?
+            .ok_or_else(|| ReplayError::NothingToRollBack {
+                projection: self.projection.name(),
+            })?;
+        let mut cut = self
+            .target
+            .begin_roll_back(&live, &previous)
+            .await
+            .map_err(self.target_error())?;
+        let (applied, position) = self.catch_up_under_lock(&mut cut).await?;
+        cut.commit().await.map_err(self.target_error())?;
+        let progress = self.progress(
+            applied,
+            position.event,
+            position.event,
+            started.elapsed(),
+            true,
+        );
+        Ok(progress)
     }
 
     /// The last version of each stream up to `through`, read back from the store: what a
