@@ -417,7 +417,7 @@ pub async fn project(
             config.batch_size = args.batch_size as usize;
             config.session_timeout =
                 std::time::Duration::from_millis(args.kafka_session_timeout_ms);
-            for projection in selected {
+            for projection in selected.iter().cloned() {
                 let projector = KafkaProjector::new(db.clone(), projection, config.clone())?;
                 let shutdown = services.shutdown.clone();
                 services
@@ -433,11 +433,46 @@ pub async fn project(
             return Err(AppError::MissingFlag("--kafka-brokers"));
         }
     }
+    let retention = std::time::Duration::from_secs(args.previous_retention_hours * 3_600);
+    let shutdown = services.shutdown.clone();
+    services.tasks.spawn(async move {
+        end_retention(db, selected, retention, shutdown).await;
+        Ok(())
+    });
     services.serve(
         listener,
         ops_routes(checks, utoipa::openapi::OpenApi::default()),
     );
     Ok(services)
+}
+
+/// Drops the versions that replays' cut-overs replaced once their retention has ended:
+/// looks at start and every ten minutes until `shutdown`.
+async fn end_retention(
+    db: ReadModelDb,
+    projections: Vec<Arc<dyn Projection>>,
+    retention: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        for projection in &projections {
+            let dropped = match db.ensure_schema(projection.as_ref()).await {
+                Ok(live) => {
+                    db.drop_previous_version_after(&live, projection.as_ref(), retention)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = dropped {
+                tracing::warn!(projection = projection.name(), %error,
+                    "could not check the previous version's retention; trying again later");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+        }
+    }
 }
 
 /// `eventline replay`: runs to the end (or to `shutdown`), printing progress.

@@ -259,6 +259,10 @@ pub struct ProjectArgs {
         default_value = "eventline"
     )]
     pub consumer_group_prefix: String,
+    /// How long the version a replay's cut-over replaced is kept (for `eventline rollback`)
+    /// before the projector drops it, in hours.
+    #[arg(long, env = "EVENTLINE_PREVIOUS_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=87_600))]
+    pub previous_retention_hours: u64,
     /// The projections to run, comma-separated (default: all built in).
     #[arg(long, env = "EVENTLINE_PROJECTIONS", value_delimiter = ',')]
     pub projections: Vec<String>,

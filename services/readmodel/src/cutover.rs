@@ -183,6 +183,43 @@ impl ReadModelDb {
         Ok(())
     }
 
+    /// Drops the previous version (see [`ReadModelDb::drop_previous_version`]) once the
+    /// cut-over that replaced it is at least `retention` old; returns whether it did. The
+    /// projectors call this from time to time: it is how the retention of the previous
+    /// version ends.
+    pub async fn drop_previous_version_after(
+        &self,
+        live: &Schema,
+        projection: &dyn Projection,
+        retention: std::time::Duration,
+    ) -> Result<bool, ReadModelError> {
+        let key = Value::from(versioned(live.projection, PREVIOUS));
+        let Some(row) = self
+            .get(&crate::db::checkpoints_table(), vec![("projection", key)])
+            .await?
+        else {
+            return Ok(false);
+        };
+        // The previous version's checkpoint row is written by the cut-over that replaced it.
+        let replaced_at = row["updated_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let age = replaced_at
+            .and_then(|t| (Utc::now() - t).to_std().ok())
+            .unwrap_or_default();
+        if age < retention {
+            return Ok(false);
+        }
+        self.drop_previous_version(live, projection).await?;
+        tracing::info!(
+            projection = live.projection,
+            age_seconds = age.as_secs(),
+            "dropped the previous version of the read model (its retention ended)"
+        );
+        Ok(true)
+    }
+
     /// Starts the cut-over of `live` to `version`: locks the live checkpoint row, which
     /// waits for the live batches in flight and holds off the next ones until
     /// [`CutOver::commit`] (or until the [`CutOver`] is dropped, which rolls back).

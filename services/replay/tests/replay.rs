@@ -523,6 +523,38 @@ async fn blue_green_in_place(db: ReadModelDb, can_roll_back: bool) {
             .event,
         360
     );
+
+    // The previous version is kept until its retention ends, then dropped.
+    let live = db.ensure_schema(&AccountsProjection).await.expect("schema");
+    let kept = db
+        .drop_previous_version_after(&live, &AccountsProjection, Duration::from_secs(3_600))
+        .await
+        .expect("retention");
+    assert!(!kept, "within its retention the previous version stays");
+    assert!(
+        db.previous_version(&live)
+            .await
+            .expect("previous")
+            .is_some()
+    );
+    let dropped = db
+        .drop_previous_version_after(&live, &AccountsProjection, Duration::ZERO)
+        .await
+        .expect("retention");
+    assert!(dropped);
+    assert!(
+        db.previous_version(&live)
+            .await
+            .expect("previous")
+            .is_none()
+    );
+    assert_eq!(
+        db.checkpoint("bank-accounts__previous")
+            .await
+            .expect("checkpoint"),
+        eventline_core::Position::START
+    );
+    assert_eq!(read_model_rows(&db).await.expect("rows"), live_rows);
 }
 
 #[tokio::test]
