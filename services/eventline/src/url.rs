@@ -127,7 +127,7 @@ pub async fn open_store(
 #[derive(Debug, Clone)]
 pub struct OpenedStore {
     pub events: Arc<dyn EventStore>,
-    /// `None` for MongoDB (snapshots are not kept there yet).
+    /// `None` where the store keeps no snapshots.
     pub snapshots: Option<Arc<dyn eventline_core::SnapshotStore>>,
 }
 
@@ -154,6 +154,17 @@ pub async fn open_store_with_snapshots(
         "postgres" | "postgresql" => {
             let store = Arc::new(
                 PostgresEventStore::connect(url.expose(), pool_size)
+                    .await
+                    .map_err(error)?,
+            );
+            Ok(OpenedStore {
+                events: store.clone(),
+                snapshots: Some(store),
+            })
+        }
+        "mongodb" | "mongodb+srv" => {
+            let store = Arc::new(
+                MongoEventStore::connect(url.expose(), pool_size)
                     .await
                     .map_err(error)?,
             );

@@ -43,6 +43,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 const STORE: &str = "mongodb";
 const EVENTS: &str = "eventline_events";
 const COUNTERS: &str = "eventline_counters";
+const SNAPSHOTS: &str = "eventline_snapshots";
 const DUPLICATE_KEY: i32 = 11000;
 
 fn db_error(action: &'static str) -> impl FnOnce(mongodb::error::Error) -> StoreError {
@@ -74,6 +75,8 @@ pub struct MongoEventStore {
     database: Database,
     events: Collection<Document>,
     counters: Collection<Document>,
+    /// One document per stream (`_id` = stream id): its newest snapshot.
+    snapshots: Collection<Document>,
     gap_timeout: Duration,
     /// When each hole readers are waiting on was first seen.
     holes: Mutex<HashMap<u64, Instant>>,
@@ -94,6 +97,7 @@ impl MongoEventStore {
         let store = Self {
             events: database.collection(EVENTS),
             counters: database.collection(COUNTERS),
+            snapshots: database.collection(SNAPSHOTS),
             database,
             gap_timeout: Duration::from_secs(30),
             holes: Mutex::new(HashMap::new()),
@@ -464,6 +468,66 @@ impl EventStore for MongoEventStore {
             .await
             .map(drop)
             .map_err(db_error("pinging"))
+    }
+}
+
+/// Snapshots: one document per stream, replaced only by a snapshot of a later version (a
+/// conditional upsert; losing the race to a later snapshot is a duplicate key, and fine).
+#[async_trait]
+impl eventline_core::SnapshotStore for MongoEventStore {
+    async fn load_snapshot(
+        &self,
+        stream_id: &str,
+    ) -> Result<Option<eventline_core::Snapshot>, StoreError> {
+        let found = self
+            .snapshots
+            .find_one(doc! { "_id": stream_id })
+            .await
+            .map_err(db_error("reading a snapshot"))?;
+        Ok(found.and_then(|d| {
+            Some(eventline_core::Snapshot {
+                stream_id: stream_id.to_owned(),
+                version: u64::try_from(d.get_i64("version").ok()?).ok()?,
+                format: u32::try_from(d.get_i32("format").ok()?).ok()?,
+                state: bson::from_bson(d.get("state")?.clone()).ok()?,
+            })
+        }))
+    }
+
+    async fn save_snapshot(&self, snapshot: &eventline_core::Snapshot) -> Result<(), StoreError> {
+        let state = bson::to_bson(&snapshot.state).map_err(|e| StoreError::Database {
+            store: STORE,
+            action: "encoding a snapshot",
+            source: Box::new(e),
+        })?;
+        let version = to_i64(snapshot.version);
+        let saved = self
+            .snapshots
+            .update_one(
+                doc! { "_id": &snapshot.stream_id, "version": { "$lt": version } },
+                doc! { "$set": {
+                    "version": version,
+                    "format": i32::try_from(snapshot.format).unwrap_or(i32::MAX),
+                    "state": state,
+                    "taken_at": bson::DateTime::now(),
+                } },
+            )
+            .upsert(true)
+            .await;
+        match saved {
+            Ok(_) => Ok(()),
+            // A snapshot of the same or a later version is kept already.
+            Err(error) if is_duplicate_key(&error) => Ok(()),
+            Err(error) => Err(db_error("saving a snapshot")(error)),
+        }
+    }
+
+    async fn delete_snapshots(&self) -> Result<(), StoreError> {
+        self.snapshots
+            .delete_many(doc! {})
+            .await
+            .map(drop)
+            .map_err(db_error("deleting snapshots"))
     }
 }
 

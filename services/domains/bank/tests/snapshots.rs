@@ -123,3 +123,33 @@ async fn on_postgres() {
     );
     snapshots_are_a_cache(store.clone(), store).await;
 }
+
+#[tokio::test]
+async fn on_mongodb() {
+    let Some(server) = eventline_test_support::mongodb_uri("mongodb snapshots_are_a_cache") else {
+        return;
+    };
+    // A database of its own, on the server the URI names.
+    let hosts = server
+        .strip_prefix("mongodb://")
+        .unwrap_or(&server)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let name = format!("eventline_snapshots_{}", uuid::Uuid::new_v4().simple());
+    let uri = format!("mongodb://{hosts}/{name}");
+    let store = Arc::new(
+        eventline_store_mongo::MongoEventStore::connect(&uri, 4)
+            .await
+            .expect("store"),
+    );
+    snapshots_are_a_cache(store.clone(), store).await;
+    mongodb::Client::with_uri_str(&uri)
+        .await
+        .expect("client")
+        .database(&name)
+        .drop()
+        .await
+        .expect("drop the test database");
+}
