@@ -222,10 +222,11 @@ pub struct ProjectionStatus {
     /// The last replay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayStatus>,
-    /// Events the live projector is behind (not populated by the operator yet).
+    /// Events the live projector is behind (its consumer group's lag), published by the
+    /// projector pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_events: Option<i64>,
-    /// Events in the dead-letter table (not populated by the operator yet).
+    /// Events in the dead-letter table, published by the projector pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letters: Option<i64>,
 }

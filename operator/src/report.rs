@@ -140,5 +140,50 @@ pub async fn publish_replay_status(
     }
 }
 
+/// Field manager of the projector pods' status applies.
+pub const PROJECTOR_FIELD_MANAGER: &str = "eventline-projector";
+
+/// The server-side apply body of a projector's report: `status.lagEvents` (when known) and
+/// `status.deadLetters`, the only fields the projector pods own.
+pub fn projector_status_body(lag_events: Option<u64>, dead_letters: u64) -> Value {
+    let mut status = json!({ "deadLetters": dead_letters });
+    if let Some(lag) = lag_events {
+        status["lagEvents"] = json!(lag);
+    }
+    json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": "Projection",
+        "status": status,
+    })
+}
+
+/// Publishes a projector's lag and dead-letter count into Projection `namespace/name`, by
+/// server-side apply on the status subresource under [`PROJECTOR_FIELD_MANAGER`]. Every
+/// replica publishes the same figures (the consumer group's lag, the dead-letter table's
+/// count), so they share the field manager and the last one wins.
+pub async fn publish_projector_status(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    lag_events: Option<u64>,
+    dead_letters: u64,
+) -> Result<()> {
+    let api: Api<Projection> = Api::namespaced(client.clone(), namespace);
+    api.patch_status(
+        name,
+        &PatchParams::apply(PROJECTOR_FIELD_MANAGER).force(),
+        &Patch::Apply(projector_status_body(lag_events, dead_letters)),
+    )
+    .await
+    .map(drop)
+    .map_err(|source| Error::Kube {
+        action: "publish projector status to",
+        kind: "Projection",
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source: Box::new(source),
+    })
+}
+
 #[cfg(test)]
 mod tests;

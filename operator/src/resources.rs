@@ -102,7 +102,8 @@ pub fn replay_job_name(projection: &str, request_id: &str) -> String {
     format!("{projection}-replay-{}", hash8(request_id))
 }
 
-/// Name of the replay ServiceAccount, Role and RoleBinding.
+/// Name of the ServiceAccount, Role and RoleBinding that may publish into this Projection's
+/// status (and nothing else): used by the replay Jobs and the projector pods.
 pub fn replay_rbac_name(projection: &str) -> String {
     format!("{projection}-replay")
 }
@@ -251,6 +252,10 @@ pub fn projector_deployment(p: &Projection, active_target: &Target) -> Result<De
             ),
             env("EVENTLINE_LISTEN_ADDR", format!("0.0.0.0:{PROJECTOR_PORT}")),
             env("EVENTLINE_LOG_FORMAT", "json"),
+            env(
+                "EVENTLINE_PROJECTOR_REPORT_TO",
+                format!("{}/{}", owner.namespace, owner.name),
+            ),
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
@@ -292,8 +297,9 @@ pub fn projector_deployment(p: &Projection, active_target: &Target) -> Result<De
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
-                    // The projector never calls the Kubernetes API.
-                    automount_service_account_token: Some(false),
+                    // The projector publishes its lag and dead-letter count into this
+                    // Projection's status, with the account allowed only that.
+                    service_account_name: Some(replay_rbac_name(&owner.name)),
                     security_context: Some(pod_security_context()),
                     volumes: Some(vec![volume]),
                     ..PodSpec::default()

@@ -89,6 +89,10 @@ fn projector_deployment_runs_project_against_the_active_target() {
                 Some("0.0.0.0:9090".to_owned())
             ),
             ("EVENTLINE_LOG_FORMAT".to_owned(), Some("json".to_owned())),
+            (
+                "EVENTLINE_PROJECTOR_REPORT_TO".to_owned(),
+                Some("bank/accounts".to_owned())
+            ),
         ]
     );
     assert_eq!(
@@ -118,7 +122,7 @@ fn projector_deployment_runs_project_against_the_active_target() {
     assert_eq!(annotations["prometheus.io/scrape"], "true");
     assert_eq!(annotations["prometheus.io/port"], "9090");
     assert_eq!(annotations["prometheus.io/path"], "/metrics");
-    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.service_account_name.as_deref(), Some("accounts-replay"));
 }
 
 #[test]

@@ -400,14 +400,15 @@ pub async fn project(
     let listener = listen(args.listen).await?;
     let mut services = Services::new(shutdown);
     let mut checks = vec![read_model_check(db.clone())];
-    match (args.source, &args.store, &args.kafka_brokers) {
+    let lag_source = match (args.source, &args.store, &args.kafka_brokers) {
         (ProjectorSource::Store, Some(url), _) => {
             let store = open_store("--store", url, args.store_pool_size).await?;
             services
                 .project_from_store(&selected, &store, &db, args.batch_size, None)
                 .await?;
             tracing::info!(store = %url, read_model = %args.read_model, "projector is up");
-            checks.push(store_check(store));
+            checks.push(store_check(Arc::clone(&store)));
+            crate::status_report::LagSource::Store(store)
         }
         (ProjectorSource::Kafka, _, Some(brokers)) => {
             let mut config = KafkaProjectorConfig::new(brokers.clone());
@@ -426,12 +427,40 @@ pub async fn project(
             }
             checks.push(kafka_check(brokers)?);
             tracing::info!(brokers = %brokers, read_model = %args.read_model, "kafka projector is up");
+            crate::status_report::LagSource::Kafka {
+                brokers: brokers.clone(),
+                groups: selected
+                    .iter()
+                    .map(|p| {
+                        let topics = p
+                            .stream_types()
+                            .iter()
+                            .map(|t| eventline_core::wire::topic_name(&config.topic_prefix, t))
+                            .collect();
+                        (config.group_id(p.name()), topics)
+                    })
+                    .collect(),
+            }
         }
         // clap requires the flag the source needs.
         (ProjectorSource::Store, None, _) => return Err(AppError::MissingFlag("--store")),
         (ProjectorSource::Kafka, _, None) => {
             return Err(AppError::MissingFlag("--kafka-brokers"));
         }
+    };
+    if let Some(target) = &args.report_to {
+        crate::status_report::publish_projector_status(
+            target.clone(),
+            db.clone(),
+            selected.clone(),
+            lag_source,
+            services.shutdown.clone(),
+        )
+        .await
+        .map_err(|source| AppError::Kubernetes {
+            flag: "--report-to",
+            source: Box::new(source),
+        })?;
     }
     let retention = std::time::Duration::from_secs(args.previous_retention_hours * 3_600);
     let shutdown = services.shutdown.clone();

@@ -259,6 +259,10 @@ pub struct ProjectArgs {
         default_value = "eventline"
     )]
     pub consumer_group_prefix: String,
+    /// Also publish the lag and dead-letter count into this Projection's status
+    /// (`NAMESPACE/NAME`) every 15 s; the operator sets it on the projector pods.
+    #[arg(long, env = "EVENTLINE_PROJECTOR_REPORT_TO")]
+    pub report_to: Option<crate::status_report::ProjectionRef>,
     /// How long the version a replay's cut-over replaced is kept (for `eventline rollback`)
     /// before the projector drops it, in hours.
     #[arg(long, env = "EVENTLINE_PREVIOUS_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=87_600))]

@@ -167,6 +167,93 @@ impl StatusReporter {
     }
 }
 
+/// Where a projector's lag comes from.
+#[derive(Debug, Clone)]
+pub enum LagSource {
+    /// Tailing the store: the store's head minus the checkpoint.
+    Store(std::sync::Arc<dyn eventline_core::EventStore>),
+    /// Consuming Kafka: the consumer groups' lag on their topics, `(group, topics)` per
+    /// projection.
+    Kafka {
+        brokers: String,
+        groups: Vec<(String, Vec<String>)>,
+    },
+}
+
+/// `eventline project --report-to NAMESPACE/NAME`: publishes the projections' lag and
+/// dead-letter count (summed over the projections run; the operator runs one per
+/// Deployment) into the Projection's status every 15 s until `shutdown`.
+pub async fn publish_projector_status(
+    target: ProjectionRef,
+    db: eventline_readmodel::ReadModelDb,
+    projections: Vec<std::sync::Arc<dyn eventline_core::Projection>>,
+    lag: LagSource,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<(), kube::Error> {
+    let client = kube::Client::try_default().await?;
+    tokio::spawn(async move {
+        loop {
+            let (lag_events, dead_letters) = projector_figures(&db, &projections, &lag).await;
+            if let Err(error) = eventline_operator::report::publish_projector_status(
+                &client,
+                &target.namespace,
+                &target.name,
+                lag_events,
+                dead_letters,
+            )
+            .await
+            {
+                tracing::warn!(projection = %target, %error, "publishing the projector's status failed");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(15)) => {}
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The lag (when it can be told) and the dead-letter count of `projections`.
+async fn projector_figures(
+    db: &eventline_readmodel::ReadModelDb,
+    projections: &[std::sync::Arc<dyn eventline_core::Projection>],
+    lag: &LagSource,
+) -> (Option<u64>, u64) {
+    let mut dead_letters = 0;
+    let mut total_lag = Some(0u64);
+    for projection in projections {
+        dead_letters += db.dead_letter_count(projection.name()).await.unwrap_or(0);
+    }
+    match lag {
+        LagSource::Store(store) => {
+            for projection in projections {
+                let behind = match (
+                    store.head_position().await,
+                    db.checkpoint(projection.name()).await,
+                ) {
+                    (Ok(head), Ok(at)) => Some(head.event.saturating_sub(at.event)),
+                    _ => None,
+                };
+                total_lag = total_lag.zip(behind).map(|(a, b)| a + b);
+            }
+        }
+        LagSource::Kafka { brokers, groups } => {
+            for (group, topics) in groups.clone() {
+                let brokers = brokers.clone();
+                let behind = tokio::task::spawn_blocking(move || {
+                    eventline_kafka::group_lag(&brokers, &group, &topics, Duration::from_secs(5))
+                })
+                .await
+                .ok()
+                .and_then(Result::ok);
+                total_lag = total_lag.zip(behind).map(|(a, b)| a + b);
+            }
+        }
+    }
+    (total_lag, dead_letters)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! `eventline replay --report-to NAMESPACE/NAME` publishes its progress into the Projection's
-//! `status.replay`: checked against a stand-in for the Kubernetes API server (an HTTP server
+//! `status.replay`, and `eventline project --report-to` its lag and dead-letter count into
+//! `status`: checked against a stand-in for the Kubernetes API server (an HTTP server
 //! on loopback, reached through a kubeconfig) that records every request it gets.
 
 use std::sync::{Arc, Mutex};
@@ -60,8 +61,9 @@ async fn apply_status(
     }))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_publishes_its_progress_into_the_projection_status() {
+/// A stand-in API server on loopback and a kubeconfig (in a temporary directory) that
+/// points at it.
+async fn fake_api_server() -> (Recorded, tempfile::TempDir, std::path::PathBuf) {
     let recorded: Recorded = Arc::default();
     let app = Router::new()
         .route(
@@ -86,6 +88,13 @@ async fn a_replay_publishes_its_progress_into_the_projection_status() {
         ),
     )
     .expect("kubeconfig");
+
+    (recorded, dir, kubeconfig)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_publishes_its_progress_into_the_projection_status() {
+    let (recorded, dir, kubeconfig) = fake_api_server().await;
 
     let store_path = dir.path().join("events.sqlite");
     let store = support::bank_store(&store_path, 50, 9).await;
@@ -142,5 +151,56 @@ async fn a_replay_publishes_its_progress_into_the_projection_status() {
     assert!(
         stderr.contains("--report-to") && stderr.contains("NAMESPACE/NAME"),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projector_publishes_its_lag_and_dead_letters_into_the_projection_status() {
+    let (recorded, dir, kubeconfig) = fake_api_server().await;
+    let store_path = dir.path().join("events.sqlite");
+    let store = support::bank_store(&store_path, 20, 4).await;
+    drop(store);
+    let mut projector = Command::new(env!("CARGO_BIN_EXE_eventline"))
+        .args(["project", "--source", "store", "--store"])
+        .arg(format!("sqlite://{}", store_path.display()))
+        .arg("--read-model")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("read.sqlite").display()
+        ))
+        .args(["--listen", "127.0.0.1:0", "--report-to", "bank/accounts"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("EVENTLINE_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn eventline project");
+    // The first report goes out at start; the projector may still be behind then, so wait
+    // for one that shows it caught up (reports come every 15 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let caught_up = loop {
+        let last = recorded.lock().expect("lock").last().cloned();
+        if let Some(applied) = last
+            && applied.body["status"]["lagEvents"] == 0
+        {
+            break applied;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no report of a caught-up projector: {:?}",
+            recorded.lock().expect("lock")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    projector.start_kill().expect("stop");
+    assert_eq!(caught_up.path, "bank/accounts");
+    assert_eq!(
+        caught_up.field_manager.as_deref(),
+        Some("eventline-projector")
+    );
+    assert_eq!(caught_up.force.as_deref(), Some("true"));
+    assert_eq!(caught_up.body["status"]["deadLetters"], 0);
+    assert!(
+        caught_up.body["status"].get("replay").is_none(),
+        "the projector owns only its own fields"
     );
 }

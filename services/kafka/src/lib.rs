@@ -67,6 +67,45 @@ impl BrokerProbe {
     }
 }
 
+/// How far consumer group `group` is behind on `topics`: the sum over their partitions of the
+/// high watermark minus the group's committed offset (the low watermark where it has none).
+/// The same figure whichever member asks, unlike each member's view of its own partitions.
+/// Blocks the thread for up to a few times `timeout`.
+pub fn group_lag(
+    brokers: &str,
+    group: &str,
+    topics: &[String],
+    timeout: std::time::Duration,
+) -> Result<u64, KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = client_config(brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut partitions = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                partitions.add_partition(t.name(), p.id());
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(partitions, timeout)?;
+    let mut lag = 0u64;
+    for element in committed.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let at = match element.offset() {
+            Offset::Offset(at) => at,
+            _ => low,
+        };
+        lag += u64::try_from(high - at.max(low)).unwrap_or(0);
+    }
+    Ok(lag)
+}
+
 /// Creates each of `topics` that does not exist yet. A topic that exists is left as it is
 /// (its partition count is not changed).
 pub async fn ensure_topics(
