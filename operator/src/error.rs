@@ -85,6 +85,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// Maps a failed API call on `kind` `namespace/name` while doing `action` to
+    /// [`Error::Kube`].
+    pub fn kube(
+        action: &'static str,
+        kind: &'static str,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> impl FnOnce(kube::Error) -> Self {
+        let (namespace, name) = (namespace.into(), name.into());
+        move |source| Self::Kube {
+            action,
+            kind,
+            namespace,
+            name,
+            source: Box::new(source),
+        }
+    }
+
     /// A short, bounded label for metrics (never an object name).
     pub fn metric_label(&self) -> &'static str {
         match self {

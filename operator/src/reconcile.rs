@@ -289,16 +289,7 @@ async fn observe_replay(
         .replay
         .as_ref()
         .filter(|r| r.request_id == request.request_id);
-    let kube_err = |action: &'static str| {
-        let (ns, job_name) = (ns.to_owned(), job_name.clone());
-        move |source| Error::Kube {
-            action,
-            kind: "Job",
-            namespace: ns,
-            name: job_name,
-            source: Box::new(source),
-        }
-    };
+    let kube_err = |action: &'static str| Error::kube(action, "Job", ns, job_name.clone());
 
     let mut job = jobs.get_opt(&job_name).await.map_err(kube_err("get"))?;
     if let Some(found) = &job {
@@ -436,13 +427,12 @@ async fn reset_progress(ctx: &Context, owner: &Owner) -> Result<()> {
     let patch = json!({ "status": { "replay": cleared } });
     api.patch_status(&owner.name, &PatchParams::default(), &Patch::Merge(patch))
         .await
-        .map_err(|source| Error::Kube {
-            action: "reset replay progress of",
-            kind: "Projection",
-            namespace: owner.namespace.clone(),
-            name: owner.name.clone(),
-            source: Box::new(source),
-        })?;
+        .map_err(Error::kube(
+            "reset replay progress of",
+            "Projection",
+            &owner.namespace,
+            &owner.name,
+        ))?;
     Ok(())
 }
 
@@ -459,13 +449,12 @@ async fn patch_status(ctx: &Context, owner: &Owner, status: &ProjectionStatus) -
         &Patch::Apply(body),
     )
     .await
-    .map_err(|source| Error::Kube {
-        action: "patch status of",
-        kind: "Projection",
-        namespace: owner.namespace.clone(),
-        name: owner.name.clone(),
-        source: Box::new(source),
-    })?;
+    .map_err(Error::kube(
+        "patch status of",
+        "Projection",
+        &owner.namespace,
+        &owner.name,
+    ))?;
     Ok(())
 }
 
@@ -476,13 +465,12 @@ where
     let name = object.name_any();
     api.patch(&name, params, &Patch::Apply(object))
         .await
-        .map_err(|source| Error::Kube {
-            action: "apply",
-            kind: kind_of::<K>(),
-            namespace: object.namespace().unwrap_or_default(),
+        .map_err(Error::kube(
+            "apply",
+            kind_of::<K>(),
+            object.namespace().unwrap_or_default(),
             name,
-            source: Box::new(source),
-        })
+        ))
 }
 
 fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {

@@ -130,13 +130,12 @@ pub async fn publish_replay_status(
             name: name.to_owned(),
             request_id: request_id.to_owned(),
         }),
-        Err(source) => Err(Error::Kube {
-            action: "publish replay progress to",
-            kind: "Projection",
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source: Box::new(source),
-        }),
+        Err(source) => Err(Error::kube(
+            "publish replay progress to",
+            "Projection",
+            namespace,
+            name,
+        )(source)),
     }
 }
 
@@ -176,13 +175,12 @@ pub async fn publish_projector_status(
     )
     .await
     .map(drop)
-    .map_err(|source| Error::Kube {
-        action: "publish projector status to",
-        kind: "Projection",
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        source: Box::new(source),
-    })
+    .map_err(Error::kube(
+        "publish projector status to",
+        "Projection",
+        namespace,
+        name,
+    ))
 }
 
 #[cfg(test)]

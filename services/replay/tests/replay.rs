@@ -25,6 +25,25 @@ fn event(event_type: &str, schema_version: u32, payload: serde_json::Value) -> N
     }
 }
 
+/// Deposit number `n` (amount `n`) into each of the 30 accounts, one append each.
+async fn deposit_round(store: &dyn EventStore, n: i64) {
+    for account in 0..30 {
+        store
+            .append(
+                &format!("acct-{account:02}"),
+                "bank.account",
+                n as u64,
+                vec![event(
+                    "FundsDeposited",
+                    1,
+                    json!({"amount": n, "balance": n * (n + 1) / 2}),
+                )],
+            )
+            .await
+            .expect("deposit");
+    }
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
     store: Arc<dyn EventStore>,
@@ -63,22 +82,8 @@ async fn fixture() -> Fixture {
             .await
             .expect("open");
     }
-    for n in 1..=10i64 {
-        for account in 0..30 {
-            store
-                .append(
-                    &format!("acct-{account:02}"),
-                    "bank.account",
-                    n as u64,
-                    vec![event(
-                        "FundsDeposited",
-                        1,
-                        json!({"amount": n, "balance": n * (n + 1) / 2}),
-                    )],
-                )
-                .await
-                .expect("deposit");
-        }
+    for n in 1..=10 {
+        deposit_round(store.as_ref(), n).await;
     }
     Fixture { dir, store }
 }
@@ -454,21 +459,7 @@ async fn blue_green_in_place(db: ReadModelDb, can_roll_back: bool) {
     );
 
     // The live projector goes on from the replay's position on the new version.
-    for account in 0..30 {
-        f.store
-            .append(
-                &format!("acct-{account:02}"),
-                "bank.account",
-                11,
-                vec![event(
-                    "FundsDeposited",
-                    1,
-                    json!({"amount": 11, "balance": 66}),
-                )],
-            )
-            .await
-            .expect("deposit");
-    }
+    deposit_round(f.store.as_ref(), 11).await;
     f.live(&db).await;
     let fresh = f.sqlite("fresh.sqlite").await;
     f.replay(&fresh, "fresh", 1_000)
@@ -612,22 +603,8 @@ async fn cut_over_under_live_load(db: ReadModelDb) {
     let writer = tokio::spawn({
         let store = Arc::clone(&f.store);
         async move {
-            for n in 11..=20i64 {
-                for account in 0..30 {
-                    store
-                        .append(
-                            &format!("acct-{account:02}"),
-                            "bank.account",
-                            n as u64,
-                            vec![event(
-                                "FundsDeposited",
-                                1,
-                                json!({"amount": n, "balance": n * (n + 1) / 2}),
-                            )],
-                        )
-                        .await
-                        .expect("deposit");
-                }
+            for n in 11..=20 {
+                deposit_round(store.as_ref(), n).await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
