@@ -424,6 +424,7 @@ impl ReadModelDb {
                 filters: vec![("table_name", Value::from(table))],
                 order_by: &["table_name"],
                 after: None,
+                descending: false,
                 limit: 1,
             })
             .await?;
@@ -503,6 +504,7 @@ impl ReadModelDb {
                 filters: vec![("projection", Value::from(projection))],
                 order_by: &["projection", "event_position"],
                 after: None,
+                descending: false,
                 limit: u32::MAX,
             })
             .await?;
@@ -594,6 +596,7 @@ impl ReadModelDb {
                 filters: vec![("projection", Value::from(projection))],
                 order_by: &["projection", "topic", "kafka_partition"],
                 after: None,
+                descending: false,
                 limit: u32::MAX,
             })
             .await?;

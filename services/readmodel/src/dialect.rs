@@ -457,7 +457,16 @@ impl Dialect {
 
     /// `SELECT` of all columns with equality filters, an optional keyset lower bound on the
     /// ordering columns, ordered by them, limited.
-    pub fn select(self, table: &Table, filters: &[&str], order_by: &[&str], after: bool) -> String {
+    /// Columns of `table` where `filters` are equal, ordered by `order_by` (all ascending, or
+    /// all descending), after (or, descending, before) the keyset bound when `after`.
+    pub fn select(
+        self,
+        table: &Table,
+        filters: &[&str],
+        order_by: &[&str],
+        after: bool,
+        descending: bool,
+    ) -> String {
         let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
         let mut n = 0;
         let mut next = || {
@@ -471,8 +480,9 @@ impl Dialect {
         if after {
             let bounds: Vec<String> = order_by.iter().map(|_| next()).collect();
             conditions.push(format!(
-                "({}) > ({})",
+                "({}) {} ({})",
                 self.list(order_by),
+                if descending { "<" } else { ">" },
                 bounds.join(", ")
             ));
         }
@@ -484,7 +494,17 @@ impl Dialect {
         if !conditions.is_empty() {
             let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
         }
-        let _ = write!(sql, " ORDER BY {} LIMIT {}", self.list(order_by), next());
+        let order: Vec<String> = order_by
+            .iter()
+            .map(|c| {
+                if descending {
+                    format!("{} DESC", self.quote(c))
+                } else {
+                    self.quote(c)
+                }
+            })
+            .collect();
+        let _ = write!(sql, " ORDER BY {} LIMIT {}", order.join(", "), next());
         sql
     }
 }
@@ -548,9 +568,14 @@ pub(crate) mod tests {
     #[test]
     fn renders_keyset_select() {
         assert_eq!(
-            Dialect::Sqlite.select(&accounts(), &["holder"], &["id"], true),
+            Dialect::Sqlite.select(&accounts(), &["holder"], &["id"], true, false),
             "SELECT \"id\", \"holder\", \"balance\", \"closed_at\" FROM \"accounts\" \
              WHERE \"holder\" = ? AND (\"id\") > (?) ORDER BY \"id\" LIMIT ?"
+        );
+        assert_eq!(
+            Dialect::Sqlite.select(&accounts(), &[], &["balance", "id"], true, true),
+            "SELECT \"id\", \"holder\", \"balance\", \"closed_at\" FROM \"accounts\" \
+             WHERE (\"balance\", \"id\") < (?, ?) ORDER BY \"balance\" DESC, \"id\" DESC LIMIT ?"
         );
     }
 
@@ -567,7 +592,7 @@ pub(crate) mod tests {
             "UPDATE \"accounts\" SET \"balance\" = $1, \"holder\" = $2 WHERE \"id\" = $3"
         );
         assert_eq!(
-            d.select(&accounts(), &["holder"], &["id"], true),
+            d.select(&accounts(), &["holder"], &["id"], true, false),
             "SELECT \"id\", \"holder\", \"balance\", \"closed_at\" FROM \"accounts\" \
              WHERE \"holder\" = $1 AND (\"id\") > ($2) ORDER BY \"id\" LIMIT $3"
         );

@@ -6,11 +6,10 @@
 //! the same from SQLite, PostgreSQL and MySQL, and collation does not matter, so digests of
 //! one model in two database types are equal exactly when their contents are.
 
-use eventline_core::{ColumnType, Projection, Table, Value};
+use eventline_core::{Projection, Table, Value};
 
 use crate::db::{ReadModelDb, Schema};
 use crate::error::ReadModelError;
-use crate::query::{Row, Select};
 
 /// The digest of one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,14 +23,6 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
-}
-
-fn key_value(table: &Table, row: &Row, column: &str) -> Value {
-    let json = &row[column];
-    match table.column(column).map(|c| c.ty) {
-        Some(ColumnType::BigInt) => json.as_i64().map_or(Value::Null, Value::Int),
-        _ => json.as_str().map_or(Value::Null, Value::from),
-    }
 }
 
 impl ReadModelDb {
@@ -98,23 +89,9 @@ impl ReadModelDb {
         };
         let mut after = None;
         loop {
-            let page = self
-                .select(&Select {
-                    table,
-                    filters: filters.clone(),
-                    order_by: table.primary_key,
-                    after: after.take(),
-                    limit: 5_000,
-                })
+            let (page, next) = self
+                .page_by_key(table, filters.clone(), after.take(), 5_000)
                 .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(
-                table
-                    .primary_key
-                    .iter()
-                    .map(|c| key_value(table, last, c))
-                    .collect(),
-            );
             for row in &page {
                 let mut row = row.clone();
                 for column in ignore {
@@ -125,8 +102,11 @@ impl ReadModelDb {
                 digest.rows += 1;
                 digest.checksum = digest.checksum.wrapping_add(fnv1a(text.as_bytes()));
             }
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(digest),
+            }
         }
-        Ok(digest)
     }
 }
 

@@ -69,13 +69,15 @@ impl ReadModelDb {
                     .await
                     .map_err(failed("mysql", &action))?
                     .detach();
-                // MySQL lock names are server-wide: qualify them with the database.
-                let taken: Option<i64> =
-                    sqlx::query_scalar("SELECT GET_LOCK(CONCAT(DATABASE(), ':', ?), 0)")
-                        .bind(format!("eventline:{name}"))
-                        .fetch_one(&mut conn)
-                        .await
-                        .map_err(failed("mysql", &action))?;
+                // MySQL lock names are server-wide, so they are qualified with the database,
+                // and at most 64 characters long (MySQL 5.7+), so the qualified name is hashed.
+                let taken: Option<i64> = sqlx::query_scalar(
+                    "SELECT GET_LOCK(CONCAT('eventline:', MD5(CONCAT(DATABASE(), ':', ?))), 0)",
+                )
+                .bind(name)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(failed("mysql", &action))?;
                 (taken == Some(1)).then_some(Holder::MySql(conn))
             }
         };
@@ -100,6 +102,46 @@ impl Lease {
             Holder::Postgres(conn) => conn.ping().await.map_err(failed("postgres", &action)),
             Holder::MySql(conn) => conn.ping().await.map_err(failed("mysql", &action)),
         }
+    }
+}
+
+/// The lease of a singleton loop (the relay, a processor): taken when it is free, checked
+/// before each unit of work (a batch), dropped when its connection is gone. A holder whose
+/// lease is lost notices at its next check; the batch in flight may still overlap with a new
+/// holder's first one, so the work done under a lease must tolerate being done twice (the
+/// relay's consumers deduplicate; a processor's reactions are idempotent).
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    name: String,
+    held: Option<Lease>,
+}
+
+impl LeaseKeeper {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            held: None,
+        }
+    }
+
+    /// Whether this process holds the lease now: the lease it holds is checked, or taken if
+    /// nobody holds it. `Err` means a held lease was lost (or the database is unreachable);
+    /// the caller stops working and asks again later.
+    pub async fn hold(&mut self, db: &ReadModelDb) -> Result<bool, ReadModelError> {
+        if let Some(lease) = self.held.as_mut() {
+            return match lease.check().await {
+                Ok(()) => Ok(true),
+                Err(error) => {
+                    self.held = None;
+                    Err(error)
+                }
+            };
+        }
+        self.held = db.try_lease(&self.name).await?;
+        if self.held.is_some() {
+            tracing::info!(lease = %self.name, "lease taken; this instance is the active one");
+        }
+        Ok(self.held.is_some())
     }
 }
 

@@ -19,6 +19,7 @@ mod error;
 mod lease;
 mod migrate;
 mod plan;
+mod progress;
 mod query;
 
 pub use cutover::{CutOver, generation};
@@ -28,5 +29,6 @@ pub use db::{
 pub use dialect::Dialect;
 pub use digest::TableDigest;
 pub use error::ReadModelError;
-pub use lease::Lease;
-pub use query::{Row, Select};
+pub use lease::{Lease, LeaseKeeper};
+pub use progress::ProgressOnly;
+pub use query::{Row, Select, column_value};

@@ -1,4 +1,4 @@
-use eventline_core::{Table, Value};
+use eventline_core::{ColumnType, Table, Value};
 use sqlx::{AssertSqlSafe, Executor, IntoArguments};
 
 use crate::backend::{Args, Backend};
@@ -20,6 +20,9 @@ pub struct Select<'a> {
     pub order_by: &'static [&'static str],
     /// Values of `order_by` of the last row of the previous page.
     pub after: Option<Vec<Value>>,
+    /// Newest or largest first: every `order_by` column descending (and `after` a bound from
+    /// above). Databases read an ascending index backwards for it.
+    pub descending: bool,
     pub limit: u32,
 }
 
@@ -46,6 +49,53 @@ impl ReadModelDb {
         with_pool!(self, pool => select_on(pool, select).await)
     }
 
+    /// One page of `table`'s rows where `filters` are equal, in primary-key order after the
+    /// key `after`, and the key to pass as `after` for the next page (`None` after the last).
+    pub async fn page_by_key(
+        &self,
+        table: &Table,
+        filters: Vec<(&'static str, Value)>,
+        after: Option<Vec<Value>>,
+        limit: u32,
+    ) -> Result<(Vec<Row>, Option<Vec<Value>>), ReadModelError> {
+        let page = self
+            .select(&Select {
+                table,
+                filters,
+                order_by: table.primary_key,
+                after,
+                descending: false,
+                limit,
+            })
+            .await?;
+        let next = match page.last() {
+            Some(last) if page.len() == limit as usize => Some(
+                table
+                    .primary_key
+                    .iter()
+                    .map(|c| key_value(table, last, c))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        Ok((page, next))
+    }
+
+    /// Every row of `table`, in primary-key order: what tests and checks compare between a
+    /// live read model and a replay, whatever database each is in.
+    pub async fn all_rows(&self, table: &Table) -> Result<Vec<Row>, ReadModelError> {
+        let mut rows = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self.page_by_key(table, Vec::new(), after, 5_000).await?;
+            rows.extend(page);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(rows),
+            }
+        }
+    }
+
     /// The row of `table` with this primary key, if any.
     pub async fn get(
         &self,
@@ -58,11 +108,36 @@ impl ReadModelDb {
                 filters: key,
                 order_by: table.primary_key,
                 after: None,
+                descending: false,
                 limit: 1,
             })
             .await?;
         Ok(rows.into_iter().next())
     }
+}
+
+/// A column's value as read (JSON), typed by the column: the inverse of how rows are read,
+/// so a row's key can bound the next page. `None` if the JSON does not fit the column.
+pub fn column_value(ty: ColumnType, json: &serde_json::Value) -> Option<Value> {
+    match (ty, json) {
+        (_, serde_json::Value::Null) => Some(Value::Null),
+        (ColumnType::BigInt, serde_json::Value::Number(n)) => n.as_i64().map(Value::Int),
+        (ColumnType::Text, serde_json::Value::String(s)) => Some(Value::Text(s.clone())),
+        (ColumnType::Timestamp, serde_json::Value::String(s)) => {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| Value::Timestamp(t.with_timezone(&chrono::Utc)))
+        }
+        _ => None,
+    }
+}
+
+/// A key column's value in `row`, typed by the column.
+fn key_value(table: &Table, row: &Row, column: &str) -> Value {
+    table
+        .column(column)
+        .and_then(|c| column_value(c.ty, &row[column]))
+        .unwrap_or(Value::Null)
 }
 
 async fn select_on<DB: Backend>(
@@ -82,7 +157,13 @@ where
         }
     };
     let filters: Vec<&str> = select.filters.iter().map(|(c, _)| *c).collect();
-    let sql = DB::DIALECT.select(table, &filters, select.order_by, select.after.is_some());
+    let sql = DB::DIALECT.select(
+        table,
+        &filters,
+        select.order_by,
+        select.after.is_some(),
+        select.descending,
+    );
     let limit = Value::Int(i64::from(select.limit));
     let mut query = sqlx::query(AssertSqlSafe(sql));
     let bounds = select.after.iter().flatten();
@@ -114,4 +195,33 @@ where
             Ok(out)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn column_values_read_back_as_their_types() {
+        assert_eq!(
+            column_value(ColumnType::BigInt, &json!(7)),
+            Some(Value::Int(7))
+        );
+        assert_eq!(
+            column_value(ColumnType::Text, &json!("a")),
+            Some(Value::from("a"))
+        );
+        let at = column_value(ColumnType::Timestamp, &json!("2026-11-30T10:00:00.000001Z"));
+        assert!(matches!(at, Some(Value::Timestamp(t)) if t.timestamp_subsec_micros() == 1));
+        assert_eq!(
+            column_value(ColumnType::Text, &json!(null)),
+            Some(Value::Null)
+        );
+        assert_eq!(column_value(ColumnType::BigInt, &json!("7")), None);
+        assert_eq!(
+            column_value(ColumnType::Timestamp, &json!("yesterday")),
+            None
+        );
+    }
 }

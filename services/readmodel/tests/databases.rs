@@ -145,6 +145,7 @@ async fn scenario(db: ReadModelDb) {
             filters: vec![],
             order_by: &["id"],
             after: None,
+            descending: false,
             limit: 10,
         })
         .await
@@ -164,6 +165,7 @@ async fn scenario(db: ReadModelDb) {
             filters: vec![("author", Value::from("ada"))],
             order_by: &["id"],
             after: Some(vec![Value::from("n1")]),
+            descending: false,
             limit: 10,
         })
         .await
@@ -180,6 +182,7 @@ async fn scenario(db: ReadModelDb) {
             filters: vec![],
             order_by: &["id"],
             after: None,
+            descending: false,
             limit: 10,
         })
         .await
@@ -236,6 +239,18 @@ async fn one_holder_at_a_time(db: ReadModelDb) {
         db.try_lease("other").await.expect("try").is_some(),
         "names are independent"
     );
+    // Names longer than MySQL's 64-character lock names work, and stay exclusive.
+    let long = format!("eventline-processor:{}", "x".repeat(100));
+    let held = db
+        .try_lease(&long)
+        .await
+        .expect("a long name")
+        .expect("free");
+    assert!(
+        db.try_lease(&long).await.expect("try").is_none(),
+        "a long name is held too"
+    );
+    drop(held);
     let mut first = first;
     first.check().await.expect("still held");
     drop(first);
@@ -337,6 +352,7 @@ async fn migrations(db: ReadModelDb) {
             filters: vec![],
             order_by: &["id"],
             after: None,
+            descending: false,
             limit: 10,
         })
         .await

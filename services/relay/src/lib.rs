@@ -24,9 +24,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventline_core::wire::{self, topic_name};
-use eventline_core::{Envelope, EventStore, Position, Projection, ProjectionError, RowOp, Table};
+use eventline_core::{Envelope, EventStore, Position};
 use eventline_kafka::TopicSettings;
-use eventline_readmodel::{Lease, ProjectedEvent, ReadModelDb, ReadModelError, Schema};
+use eventline_readmodel::{
+    LeaseKeeper, ProgressOnly, ProjectedEvent, ReadModelDb, ReadModelError, Schema,
+};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -97,25 +99,6 @@ impl RelayConfig {
     }
 }
 
-/// The relay's place in the checkpoint table: a projection with no tables of its own.
-#[derive(Debug)]
-struct RelayProgress;
-
-impl Projection for RelayProgress {
-    fn name(&self) -> &'static str {
-        RELAY_CHECKPOINT
-    }
-    fn tables(&self) -> Vec<Table> {
-        Vec::new()
-    }
-    fn stream_types(&self) -> &'static [&'static str] {
-        &[]
-    }
-    fn apply(&self, _event: &Envelope) -> Result<Vec<RowOp>, ProjectionError> {
-        Ok(Vec::new())
-    }
-}
-
 /// Publishes the event store to Kafka.
 pub struct Relay {
     store: Arc<dyn EventStore>,
@@ -160,7 +143,9 @@ impl Relay {
         let producer: FutureProducer = client.create().map_err(kafka("creating the producer"))?;
         let admin = eventline_kafka::admin_client(&config.brokers)
             .map_err(kafka("creating the admin client"))?;
-        let schema = checkpoints.ensure_schema(&RelayProgress).await?;
+        let schema = checkpoints
+            .ensure_schema(&ProgressOnly(RELAY_CHECKPOINT))
+            .await?;
         Ok(Self {
             store,
             checkpoints,
@@ -296,40 +281,19 @@ impl Relay {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RelayError> {
         tracing::info!(store = self.store.kind(), brokers = %self.config.brokers, "relay started");
         let mut backoff = Duration::from_millis(100);
-        let mut lease: Option<Lease> = None;
+        let mut lease = LeaseKeeper::new(RELAY_CHECKPOINT);
         while !shutdown.is_cancelled() {
-            let held = match lease.as_mut() {
-                Some(held) => held.check().await.map(|()| true),
-                None => match self.checkpoints.try_lease(RELAY_CHECKPOINT).await {
-                    Ok(Some(taken)) => {
-                        tracing::info!("relay lease taken; this relay publishes");
-                        lease = Some(taken);
-                        Ok(true)
-                    }
-                    Ok(None) => Ok(false),
-                    Err(error) => Err(error),
-                },
-            };
-            match held {
-                Ok(true) => {}
-                Ok(false) => {
-                    metrics::gauge!("eventline_relay_active").set(0.0);
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(LEASE_RETRY) => {}
-                    }
-                    continue;
-                }
-                Err(error) => {
+            let held = lease.hold(&self.checkpoints).await;
+            if !matches!(held, Ok(true)) {
+                if let Err(error) = held {
                     tracing::warn!(%error, "relay lease lost; publishing stops until it is taken again");
-                    lease = None;
-                    metrics::gauge!("eventline_relay_active").set(0.0);
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(LEASE_RETRY) => {}
-                    }
-                    continue;
                 }
+                metrics::gauge!("eventline_relay_active").set(0.0);
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(LEASE_RETRY) => {}
+                }
+                continue;
             }
             metrics::gauge!("eventline_relay_active").set(1.0);
             match self.step().await {

@@ -56,32 +56,8 @@ pub fn history_table() -> Table {
 pub async fn read_model_rows(
     db: &eventline_readmodel::ReadModelDb,
 ) -> Result<Vec<eventline_readmodel::Row>, eventline_readmodel::ReadModelError> {
-    let mut rows = Vec::new();
-    let key = |value: &serde_json::Value| match value {
-        serde_json::Value::Number(n) => Value::Int(n.as_i64().unwrap_or_default()),
-        other => Value::from(other.as_str().unwrap_or_default()),
-    };
-    let tables: [(Table, &'static [&'static str]); 2] = [
-        (accounts_table(), &["id"]),
-        (history_table(), &["account_id", "version"]),
-    ];
-    for (table, order_by) in tables {
-        let mut after = None;
-        loop {
-            let page = db
-                .select(&eventline_readmodel::Select {
-                    table: &table,
-                    filters: vec![],
-                    order_by,
-                    after: after.clone(),
-                    limit: 10_000,
-                })
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(order_by.iter().map(|c| key(&last[*c])).collect());
-            rows.extend(page);
-        }
-    }
+    let mut rows = db.all_rows(&accounts_table()).await?;
+    rows.extend(db.all_rows(&history_table()).await?);
     Ok(rows)
 }
 
