@@ -32,8 +32,29 @@ pub enum ApiError {
         detail: String,
         errors: Vec<FieldError>,
     },
+    /// No valid credentials: the bearer token is missing, malformed, expired, for another
+    /// audience or issuer, or not signed by a trusted key. Answered with `WWW-Authenticate`.
     #[error("{detail}")]
-    NotFound { detail: String },
+    Unauthorized {
+        /// `missing_token` or `invalid_token`.
+        code: &'static str,
+        detail: String,
+    },
+    /// Authenticated, but not allowed: the token lacks the route's scope, or a rule reserves
+    /// the action to someone else (only a post's author may edit it).
+    #[error("{detail}")]
+    Forbidden {
+        code: &'static str,
+        detail: String,
+        /// The scope the route needs, when that is what is missing.
+        required_scope: Option<String>,
+    },
+    /// No such route, stream or row. `code` is the domain's (`post_deleted`) or `not_found`.
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    /// The path exists, but not with this method (commands are POST, queries GET).
+    #[error("{detail}")]
+    MethodNotAllowed { detail: String },
     /// A stale expected version, or something that already exists.
     #[error("{detail}")]
     Conflict {
@@ -58,7 +79,10 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,7 +98,42 @@ impl ApiError {
 
     pub fn not_found(detail: impl Into<String>) -> Self {
         ApiError::NotFound {
+            code: "not_found",
             detail: detail.into(),
+        }
+    }
+
+    /// The 401 for a request without a bearer token.
+    pub fn missing_token(detail: impl Into<String>) -> Self {
+        ApiError::Unauthorized {
+            code: "missing_token",
+            detail: detail.into(),
+        }
+    }
+
+    /// The 401 for a bearer token that cannot be trusted; `detail` says why.
+    pub fn invalid_token(detail: impl Into<String>) -> Self {
+        ApiError::Unauthorized {
+            code: "invalid_token",
+            detail: detail.into(),
+        }
+    }
+
+    /// The 403 for a token without the scope a route needs.
+    pub fn insufficient_scope(scope: &str) -> Self {
+        ApiError::Forbidden {
+            code: "insufficient_scope",
+            detail: format!("this route needs the scope {scope:?}, which the token does not grant"),
+            required_scope: Some(scope.to_owned()),
+        }
+    }
+
+    /// The 403 for an action a rule reserves to someone else.
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::Forbidden {
+            code,
+            detail: detail.into(),
+            required_scope: None,
         }
     }
 
@@ -87,8 +146,12 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { .. } => "bad_request",
-            ApiError::NotFound { .. } => "not_found",
-            ApiError::Conflict { code, .. } | ApiError::Unprocessable { code, .. } => code,
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Unauthorized { code, .. }
+            | ApiError::Forbidden { code, .. }
+            | ApiError::NotFound { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
             ApiError::Internal => "internal",
         }
     }
@@ -115,13 +178,45 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The RFC 6750 challenge of a 401, or of a 403 for a missing scope.
+    fn challenge(&self) -> Option<String> {
+        let quoted = |text: &str| text.replace(['"', '\\'], "'");
+        match self {
+            ApiError::Unauthorized {
+                code: "missing_token",
+                ..
+            } => Some(r#"Bearer realm="eventline""#.to_owned()),
+            ApiError::Unauthorized { detail, .. } => Some(format!(
+                r#"Bearer realm="eventline", error="invalid_token", error_description="{}""#,
+                quoted(detail)
+            )),
+            ApiError::Forbidden {
+                required_scope: Some(scope),
+                ..
+            } => Some(format!(
+                r#"Bearer realm="eventline", error="insufficient_scope", scope="{}""#,
+                quoted(scope)
+            )),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let challenge = self
+            .challenge()
+            .and_then(|c| HeaderValue::from_str(&c).ok());
         let mut response = (self.status_code(), axum::Json(self.problem())).into_response();
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
         response
     }
 }
@@ -133,7 +228,7 @@ impl<E: DomainError> From<CommandError<E>> for ApiError {
                 let detail = rejection.to_string();
                 let code = rejection.code();
                 match rejection.rejection() {
-                    Rejection::NotFound => ApiError::NotFound { detail },
+                    Rejection::NotFound => ApiError::NotFound { code, detail },
                     Rejection::AlreadyExists => ApiError::Conflict {
                         code,
                         detail,

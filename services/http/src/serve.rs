@@ -48,6 +48,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router
         .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|request: Request| async move {
+            ApiError::MethodNotAllowed {
+                detail: format!(
+                    "{} is not allowed on {}: commands are POST, queries GET",
+                    request.method(),
+                    request.uri().path()
+                ),
+            }
+        })
         .layer(middleware::from_fn(track_metrics))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(

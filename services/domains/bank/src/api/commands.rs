@@ -1,11 +1,12 @@
-use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use eventline_core::{CommandError, CommandHandler, EventStore, Metadata, SnapshotStore};
-use eventline_http::{ApiError, ApiJson, Problem, etag, expected_version};
-use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use eventline_core::{CommandHandler, Metadata};
+use eventline_http::{
+    ApiError, ApiJson, Caller, CommandAccepted, Problem, accepted, command_metadata,
+    expected_version, run_command,
+};
+use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -15,29 +16,9 @@ use crate::account::{
     Account, AccountCommand, AccountType, CloseAccount, DepositFunds, OpenAccount, WithdrawFunds,
 };
 
-/// What the command routes need: a command handler for accounts over the event store.
-#[derive(Debug, Clone)]
-pub struct CommandState {
-    accounts: CommandHandler<Account>,
-}
-
-impl CommandState {
-    pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self {
-            accounts: CommandHandler::new(store),
-        }
-    }
-
-    /// Snapshot accounts every `every` versions into `snapshots` (see
-    /// [`CommandHandler::with_snapshots`]).
-    #[must_use]
-    pub fn with_snapshots(mut self, snapshots: Arc<dyn SnapshotStore>, every: u64) -> Self {
-        self.accounts = self
-            .accounts
-            .with_snapshots(snapshots, every, Account::SNAPSHOT_FORMAT);
-        self
-    }
-}
+/// What the command routes need: a command handler for accounts over the event store (with
+/// snapshots, if the service takes them).
+pub type CommandState = CommandHandler<Account>;
 
 /// Body of `POST /accounts`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -76,18 +57,6 @@ pub struct CloseRequest {
     pub expected_version: Option<u64>,
 }
 
-/// The answer to an accepted command.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CommandAccepted {
-    /// The account id.
-    pub id: String,
-    /// The account's version after the command; send it back as `If-Match` to make sure
-    /// nothing changed in between.
-    pub version: u64,
-    /// The global position of the last event written.
-    pub position: Option<u64>,
-}
-
 /// The command routes of the bank domain.
 pub fn command_routes(state: CommandState) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -98,53 +67,23 @@ pub fn command_routes(state: CommandState) -> OpenApiRouter {
         .with_state(state)
 }
 
-/// Correlation id: the request id, when it is a UUID (the service sets one on every request).
-fn metadata(headers: &HeaderMap) -> Metadata {
-    Metadata {
-        correlation_id: headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Uuid::parse_str(v).ok()),
-        ..Metadata::default()
-    }
-}
-
 fn account_id(id: &str) -> Result<String, ApiError> {
     Uuid::parse_str(id)
         .map(|id| id.to_string())
         .map_err(|_| ApiError::not_found(format!("there is no account {id}")))
 }
 
-/// Runs one account command and shapes the answer; counts outcomes per command.
+/// Runs one account command and shapes the answer.
 async fn run(
     state: &CommandState,
     name: &'static str,
     id: &str,
     expected: Option<u64>,
-    headers: &HeaderMap,
+    metadata: &Metadata,
     command: AccountCommand,
-) -> Result<(String, CommandAccepted), ApiError> {
-    let result = state
-        .accounts
-        .execute(id, expected, &metadata(headers), &command)
-        .await;
-    let outcome = match &result {
-        Ok(_) => "accepted",
-        Err(CommandError::Rejected(_)) => "rejected",
-        Err(CommandError::Conflict { .. }) => "conflict",
-        Err(_) => "error",
-    };
-    metrics::counter!("eventline_commands_total", "command" => name, "outcome" => outcome)
-        .increment(1);
-    let done = result?;
-    Ok((
-        id.to_owned(),
-        CommandAccepted {
-            id: id.to_owned(),
-            version: done.version,
-            position: done.last_position.map(|p| p.event),
-        },
-    ))
+) -> Result<CommandAccepted, ApiError> {
+    let done = run_command(state, name, id, expected, metadata, &command).await?;
+    Ok(CommandAccepted::new(&done))
 }
 
 /// Runs a command on an existing account named by the path, with the client's expected
@@ -153,22 +92,15 @@ async fn on_account(
     state: &CommandState,
     name: &'static str,
     path_id: &str,
-    headers: &HeaderMap,
+    (headers, caller): (&HeaderMap, Option<&Caller>),
     expected_in_body: Option<u64>,
     command: AccountCommand,
 ) -> Result<Response, ApiError> {
     let id = account_id(path_id)?;
     let expected = expected_version(headers, expected_in_body)?;
-    let (id, body) = run(state, name, &id, expected, headers, command).await?;
-    Ok(accepted(StatusCode::OK, &id, body, false))
-}
-
-fn accepted(status: StatusCode, id: &str, body: CommandAccepted, created: bool) -> Response {
-    let mut response = (status, [(header::ETAG, etag(body.version))], Json(body)).into_response();
-    if created && let Ok(location) = format!("/accounts/{id}").parse() {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
+    let metadata = command_metadata(headers, caller);
+    let body = run(state, name, &id, expected, &metadata, command).await?;
+    Ok(accepted(StatusCode::OK, body.version, None, body))
 }
 
 /// Open an account.
@@ -181,6 +113,7 @@ fn accepted(status: StatusCode, id: &str, body: CommandAccepted, created: bool) 
 async fn open_account(
     State(state): State<CommandState>,
     headers: HeaderMap,
+    caller: Option<Caller>,
     ApiJson(request): ApiJson<OpenAccountRequest>,
 ) -> Result<Response, ApiError> {
     let id = Uuid::now_v7().to_string();
@@ -189,8 +122,15 @@ async fn open_account(
         account_type: request.account_type,
         opening_balance: request.opening_balance,
     });
-    let (id, body) = run(&state, "open_account", &id, Some(0), &headers, command).await?;
-    Ok(accepted(StatusCode::CREATED, &id, body, true))
+    let metadata = command_metadata(&headers, caller.as_ref());
+    let body = run(&state, "open_account", &id, Some(0), &metadata, command).await?;
+    let location = format!("/accounts/{id}");
+    Ok(accepted(
+        StatusCode::CREATED,
+        body.version,
+        Some(location),
+        body,
+    ))
 }
 
 /// Deposit funds.
@@ -208,6 +148,7 @@ async fn deposit_funds(
     State(state): State<CommandState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    caller: Option<Caller>,
     ApiJson(request): ApiJson<FundsRequest>,
 ) -> Result<Response, ApiError> {
     let command = AccountCommand::Deposit(DepositFunds {
@@ -217,7 +158,7 @@ async fn deposit_funds(
         &state,
         "deposit_funds",
         &id,
-        &headers,
+        (&headers, caller.as_ref()),
         request.expected_version,
         command,
     )
@@ -239,6 +180,7 @@ async fn withdraw_funds(
     State(state): State<CommandState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    caller: Option<Caller>,
     ApiJson(request): ApiJson<FundsRequest>,
 ) -> Result<Response, ApiError> {
     let command = AccountCommand::Withdraw(WithdrawFunds {
@@ -248,7 +190,7 @@ async fn withdraw_funds(
         &state,
         "withdraw_funds",
         &id,
-        &headers,
+        (&headers, caller.as_ref()),
         request.expected_version,
         command,
     )
@@ -269,6 +211,7 @@ async fn close_account(
     State(state): State<CommandState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    caller: Option<Caller>,
     ApiJson(request): ApiJson<CloseRequest>,
 ) -> Result<Response, ApiError> {
     let command = AccountCommand::Close(CloseAccount);
@@ -276,7 +219,7 @@ async fn close_account(
         &state,
         "close_account",
         &id,
-        &headers,
+        (&headers, caller.as_ref()),
         request.expected_version,
         command,
     )

@@ -6,7 +6,5 @@
 mod commands;
 mod queries;
 
-pub use commands::{
-    CloseRequest, CommandAccepted, CommandState, FundsRequest, OpenAccountRequest, command_routes,
-};
+pub use commands::{CloseRequest, CommandState, FundsRequest, OpenAccountRequest, command_routes};
 pub use queries::{AccountPage, AccountView, HistoryEntry, HistoryPage, QueryState, query_routes};

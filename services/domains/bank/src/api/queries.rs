@@ -5,9 +5,11 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use eventline_core::{Table, Value};
-use eventline_http::{ApiError, ApiQuery, Cursor, Problem, etag, page_limit};
-use eventline_readmodel::{ReadModelDb, Row, Select};
-use serde::de::DeserializeOwned;
+use eventline_http::{
+    ApiError, ApiQuery, Paging, Problem, etag, fetch_page, keyset_bound, page_limit, read_error,
+    row_into,
+};
+use eventline_readmodel::{ReadModelDb, Select};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -102,17 +104,6 @@ struct ListAccounts {
     cursor: Option<String>,
 }
 
-/// Paging of `GET /accounts/{id}/history`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct Paging {
-    /// Page size, 1 to 500 (default 50).
-    limit: Option<u32>,
-    /// The `next` value of the previous page.
-    cursor: Option<String>,
-}
-
 /// The query routes of the bank domain.
 pub fn query_routes(state: QueryState) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -122,76 +113,8 @@ pub fn query_routes(state: QueryState) -> OpenApiRouter {
         .with_state(state)
 }
 
-fn read_error(error: eventline_readmodel::ReadModelError) -> ApiError {
-    ApiError::internal(&error)
-}
-
 fn limit(limit: Option<u32>) -> Result<u32, ApiError> {
     page_limit(limit, DEFAULT_LIMIT, MAX_LIMIT)
-}
-
-/// Turns a cursor back into the keyset bound for `order_by` columns of `table`.
-fn bound(
-    cursor: Option<&str>,
-    table: &Table,
-    order_by: &[&str],
-) -> Result<Option<Vec<Value>>, ApiError> {
-    let Some(cursor) = cursor else {
-        return Ok(None);
-    };
-    let Cursor(values) = Cursor::decode(cursor)?;
-    let bad = Cursor::invalid;
-    if values.len() != order_by.len() {
-        return Err(bad());
-    }
-    values
-        .into_iter()
-        .zip(order_by)
-        .map(|(value, column)| {
-            let ty = table.column(column).map(|c| c.ty);
-            match (ty, value) {
-                (Some(eventline_core::ColumnType::BigInt), serde_json::Value::Number(n)) => {
-                    n.as_i64().map(Value::Int).ok_or_else(bad)
-                }
-                (Some(eventline_core::ColumnType::Text), serde_json::Value::String(s)) => {
-                    Ok(Value::Text(s))
-                }
-                _ => Err(bad()),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-/// Fetches one page (`limit + 1` rows to know whether another page follows).
-async fn page<T: DeserializeOwned>(
-    db: &ReadModelDb,
-    mut select: Select<'_>,
-) -> Result<(Vec<T>, Option<String>), ApiError> {
-    let limit = select.limit as usize;
-    select.limit += 1;
-    let mut rows: Vec<Row> = db.select(&select).await.map_err(read_error)?;
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|row| {
-            Cursor(
-                select
-                    .order_by
-                    .iter()
-                    .map(|c| row.get(*c).cloned().unwrap_or_default())
-                    .collect(),
-            )
-            .encode()
-        })
-    } else {
-        None
-    };
-    let items = rows
-        .into_iter()
-        .map(|row| serde_json::from_value(serde_json::Value::Object(row)))
-        .collect::<Result<Vec<T>, _>>()
-        .map_err(|e| ApiError::internal(&e))?;
-    Ok((items, next))
 }
 
 /// List accounts, optionally by holder and status, in creation order.
@@ -220,10 +143,11 @@ async fn list_accounts(
         table: &state.accounts,
         filters,
         order_by: ORDER,
-        after: bound(query.cursor.as_deref(), &state.accounts, ORDER)?,
+        after: keyset_bound(query.cursor.as_deref(), &state.accounts, ORDER)?,
+        descending: false,
         limit: limit(query.limit)?,
     };
-    let (items, next) = page(&state.db, select).await?;
+    let (items, next) = fetch_page(&state.db, select).await?;
     Ok(Json(AccountPage { items, next }))
 }
 
@@ -234,7 +158,7 @@ async fn find_account(state: &QueryState, id: &str) -> Result<AccountView, ApiEr
         .await
         .map_err(read_error)?
         .ok_or_else(|| ApiError::not_found(format!("there is no account {id}")))?;
-    serde_json::from_value(serde_json::Value::Object(row)).map_err(|e| ApiError::internal(&e))
+    row_into(row)
 }
 
 /// One account; `ETag` carries its version.
@@ -271,9 +195,10 @@ async fn account_history(
         table: &state.history,
         filters: vec![("account_id", Value::from(id.as_str()))],
         order_by: ORDER,
-        after: bound(query.cursor.as_deref(), &state.history, ORDER)?,
+        after: keyset_bound(query.cursor.as_deref(), &state.history, ORDER)?,
+        descending: false,
         limit: limit(query.limit)?,
     };
-    let (items, next) = page(&state.db, select).await?;
+    let (items, next) = fetch_page(&state.db, select).await?;
     Ok(Json(HistoryPage { items, next }))
 }
