@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use eventline_auth::{Authentication, DevToken, JwtConfig, KeySource, Secret, mint_hs256};
 use eventline_core::{EventStore, Metadata, NewEvent};
 use eventline_store_postgres::PostgresEventStore;
 use eventline_store_sqlite::SqliteEventStore;
@@ -220,8 +221,22 @@ async fn commands(
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(eventline_http_serve(listener, store, shutdown.clone()));
-    let http = reqwest::Client::new();
+    // As deployed: every command carries a JWT the service verifies (HS256 here).
+    let (auth, token) = bench_auth().await?;
+    let server = tokio::spawn(eventline_http_serve(
+        listener,
+        store,
+        auth,
+        shutdown.clone(),
+    ));
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?;
 
     let mut ids = Vec::with_capacity(args.accounts);
     for chunk in (0..args.accounts).collect::<Vec<_>>().chunks(64) {
@@ -271,12 +286,38 @@ async fn commands(
     Ok(())
 }
 
+/// JWT authentication with a fresh HS256 secret, and a token with the write scope.
+async fn bench_auth() -> anyhow::Result<(Authentication, String)> {
+    let secret = Secret::new(format!("eventline-bench-{:032x}", uuid_like()))?;
+    let config = JwtConfig {
+        issuer: "eventline-bench".into(),
+        audience: "eventline".into(),
+        keys: vec![KeySource::Hs256(secret.clone())],
+        read_scope: "eventline:read".into(),
+        write_scope: "eventline:write".into(),
+        leeway: Duration::from_secs(30),
+    };
+    let token = mint_hs256(
+        &secret,
+        &DevToken {
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+            subject: "bench".into(),
+            scopes: vec![config.write_scope.clone()],
+            ttl: Duration::from_secs(3_600),
+        },
+    )?;
+    Ok((Authentication::jwt(config).await?, token))
+}
+
 async fn eventline_http_serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn EventStore>,
+    auth: Authentication,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    eventline_http::serve(listener, eventline::app::command_service(store), shutdown).await
+    let service = eventline::app::command_service(store, None, &auth);
+    eventline_http::serve(listener, service, shutdown).await
 }
 
 fn pool_size(args: &Args) -> u32 {

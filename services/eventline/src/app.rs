@@ -4,10 +4,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use eventline_bank::AccountsProjection;
-use eventline_bank::api::{CommandState, QueryState, command_routes, query_routes};
-use eventline_core::{EventStore, Position, Projection, SnapshotStore};
+use eventline_auth::{Access, Authentication};
+use eventline_bank::{Account, AccountsProjection};
+use eventline_core::{CommandHandler, EventStore, Position, Projection, SnapshotStore};
 use eventline_http::{ReadyCheck, ops_routes, serve, stream_routes};
+use eventline_orders::{Order, OrderProcessor, OrdersProjection};
+use eventline_posts::{Post, PostsProjection};
+use eventline_processor::{ProcessManager, Processor, ProcessorConfig};
 use eventline_projector::{
     KafkaProjector, KafkaProjectorConfig, NotifyOnAppend, ProjectorConfig, ProjectorError,
     StoreProjector,
@@ -21,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::auth::AuthSettingsError;
 use crate::cli::{
-    CommandApiArgs, EmbeddedArgs, ProgressStyle, ProjectArgs, ProjectorSource, QueryApiArgs,
-    RelayArgs, ReplayArgs, RollbackArgs,
+    CommandApiArgs, EmbeddedArgs, ProcessorArgs, ProgressStyle, ProjectArgs, ProjectorSource,
+    QueryApiArgs, RelayArgs, ReplayArgs, RollbackArgs,
 };
 use crate::url::{OpenError, OpenedStore, open_read_model, open_store, open_store_with_snapshots};
 
@@ -52,6 +56,12 @@ pub enum AppError {
     Projector(#[from] ProjectorError),
     #[error(transparent)]
     Relay(#[from] eventline_relay::RelayError),
+    #[error(transparent)]
+    Processor(#[from] eventline_processor::ProcessorError),
+    #[error(transparent)]
+    Auth(#[from] AuthSettingsError),
+    #[error("--processors: no processor named {name:?} (built in: {known})")]
+    UnknownProcessor { name: String, known: String },
     #[error("--projections: no projection named {name:?} (built in: {known})")]
     UnknownProjection { name: String, known: String },
     #[error("--projection: no projection named {name:?} (built in: {known})")]
@@ -149,38 +159,106 @@ fn snapshot_setting(
     }
 }
 
-/// The command service: every domain's command routes plus the operational endpoints.
-pub fn command_service(store: Arc<dyn EventStore>) -> Router {
-    command_service_with_snapshots(store, None)
-}
-
-/// [`command_service`], with aggregates snapshotted every `every` versions into `snapshots`.
-pub fn command_service_with_snapshots(
+/// The command service: every domain's command routes (each needing the write scope), the
+/// read-only `/streams` routes (the read scope), and the operational endpoints (open, for
+/// probes and scrapers). Aggregates are snapshotted every `every` versions into `snapshots`.
+pub fn command_service(
     store: Arc<dyn EventStore>,
     snapshots: Option<(Arc<dyn SnapshotStore>, u64)>,
+    auth: &Authentication,
 ) -> Router {
-    let mut state = CommandState::new(Arc::clone(&store));
+    let mut bank = CommandHandler::<Account>::new(Arc::clone(&store));
+    let mut posts = CommandHandler::<Post>::new(Arc::clone(&store));
+    let mut orders = CommandHandler::<Order>::new(Arc::clone(&store));
     if let Some((snapshots, every)) = snapshots {
-        state = state.with_snapshots(snapshots, every);
+        bank = bank.with_snapshots(Arc::clone(&snapshots), every, Account::SNAPSHOT_FORMAT);
+        posts = posts.with_snapshots(Arc::clone(&snapshots), every, Post::SNAPSHOT_FORMAT);
+        orders = orders.with_snapshots(snapshots, every, Order::SNAPSHOT_FORMAT);
     }
-    let (router, openapi) = OpenApiRouter::with_openapi(CommandApiDoc::openapi())
-        .merge(command_routes(state))
+    let (commands, mut openapi) = OpenApiRouter::with_openapi(CommandApiDoc::openapi())
+        .merge(eventline_bank::api::command_routes(bank))
+        .merge(eventline_posts::api::command_routes(posts))
+        .merge(eventline_orders::api::command_routes(orders))
+        .split_for_parts();
+    auth.document(&mut openapi, Access::Write);
+    let (streams, mut streams_openapi) = OpenApiRouter::new()
         .merge(stream_routes(Arc::clone(&store)))
         .split_for_parts();
-    router.merge(ops_routes(vec![store_check(store)], openapi))
+    auth.document(&mut streams_openapi, Access::Read);
+    openapi.merge(streams_openapi);
+    let mut checks = vec![store_check(store)];
+    checks.extend(auth.ready_check());
+    auth.protect(commands, Access::Write)
+        .merge(auth.protect(streams, Access::Read))
+        .merge(ops_routes(checks, openapi))
 }
 
-/// The query service: every domain's query routes plus the operational endpoints.
-pub fn query_service(db: ReadModelDb) -> Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(QueryApiDoc::openapi())
-        .merge(query_routes(QueryState::new(db.clone())))
+/// The query service: every domain's query routes (each needing the read scope) plus the
+/// operational endpoints.
+pub fn query_service(db: ReadModelDb, auth: &Authentication) -> Router {
+    let (router, mut openapi) = OpenApiRouter::with_openapi(QueryApiDoc::openapi())
+        .merge(eventline_bank::api::query_routes(
+            eventline_bank::api::QueryState::new(db.clone()),
+        ))
+        .merge(eventline_posts::api::query_routes(
+            eventline_posts::api::QueryState::new(db.clone()),
+        ))
+        .merge(eventline_orders::api::query_routes(
+            eventline_orders::api::QueryState::new(db.clone()),
+        ))
         .split_for_parts();
-    router.merge(ops_routes(vec![read_model_check(db)], openapi))
+    auth.document(&mut openapi, Access::Read);
+    let mut checks = vec![read_model_check(db)];
+    checks.extend(auth.ready_check());
+    auth.protect(router, Access::Read)
+        .merge(ops_routes(checks, openapi))
 }
 
 /// The projections this build of Eventline runs.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(AccountsProjection)]
+    vec![
+        Arc::new(AccountsProjection),
+        Arc::new(PostsProjection),
+        Arc::new(OrdersProjection),
+    ]
+}
+
+/// The process managers this build of Eventline runs, sending their commands to `store`.
+pub fn process_managers(store: &Arc<dyn EventStore>) -> Vec<Arc<dyn ProcessManager>> {
+    vec![Arc::new(OrderProcessor::new(Arc::clone(store)))]
+}
+
+/// The built-in process managers named by `--processors` (all when none are named).
+fn selected_process_managers(
+    store: &Arc<dyn EventStore>,
+    names: &[String],
+) -> Result<Vec<Arc<dyn ProcessManager>>, AppError> {
+    select_by_name(process_managers(store), names, |p| p.name())
+        .map_err(|(name, known)| AppError::UnknownProcessor { name, known })
+}
+
+/// The items of `all` that `names` name (all of them when `names` is empty), or the first
+/// unknown name with the known ones.
+fn select_by_name<T: Clone>(
+    all: Vec<T>,
+    names: &[String],
+    name_of: impl Fn(&T) -> &str,
+) -> Result<Vec<T>, (String, String)> {
+    if names.is_empty() {
+        return Ok(all);
+    }
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|item| name_of(item) == name)
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> = all.iter().map(&name_of).collect();
+                    (name.clone(), known.join(", "))
+                })
+        })
+        .collect()
 }
 
 async fn listen(addr: SocketAddr) -> Result<TcpListener, AppError> {
@@ -259,6 +337,28 @@ impl Services {
         Ok(())
     }
 
+    /// Starts a processor for every process manager, its checkpoint and lease in `checkpoints`.
+    async fn run_processors(
+        &mut self,
+        managers: Vec<Arc<dyn ProcessManager>>,
+        store: &Arc<dyn EventStore>,
+        checkpoints: &ReadModelDb,
+        batch_size: u32,
+    ) -> Result<(), AppError> {
+        for manager in managers {
+            let config = ProcessorConfig {
+                batch_size: batch_size as usize,
+                ..ProcessorConfig::default()
+            };
+            let processor =
+                Processor::new(Arc::clone(store), checkpoints.clone(), manager, config).await?;
+            let shutdown = self.shutdown.clone();
+            self.tasks
+                .spawn(async move { processor.run(shutdown).await.map_err(AppError::from) });
+        }
+        Ok(())
+    }
+
     /// Waits until every task has stopped. The first failure cancels the others (so the
     /// process exits rather than limping on half-alive) and is returned.
     pub async fn wait(mut self) -> Result<(), AppError> {
@@ -310,19 +410,20 @@ impl Embedded {
             None => ReadModelDb::open_sqlite(args.data_dir.join("readmodel.sqlite")).await?,
         };
 
+        let auth = crate::auth::authentication(&args.auth, Some(&args.data_dir)).await?;
         let mut services = Services::new(shutdown);
         services
             .project_from_store(&projections(), &store, &db, args.batch_size, Some(appended))
+            .await?;
+        services
+            .run_processors(process_managers(&store), &store, &db, args.batch_size)
             .await?;
         let command_listener = listen(args.command_addr).await?;
         let query_listener = listen(args.query_addr).await?;
         let command_addr = local_addr(&command_listener, args.command_addr)?;
         let query_addr = local_addr(&query_listener, args.query_addr)?;
-        services.serve(
-            command_listener,
-            command_service_with_snapshots(store, snapshots),
-        );
-        services.serve(query_listener, query_service(db));
+        services.serve(command_listener, command_service(store, snapshots, &auth));
+        services.serve(query_listener, query_service(db, &auth));
         tracing::info!(
             data_dir = %args.data_dir.display(),
             store = %args.store.as_ref().map_or_else(|| "sqlite (data dir)".to_owned(), ToString::to_string),
@@ -346,13 +447,11 @@ pub async fn command_api(
     let opened =
         open_store_with_snapshots("--store", &args.store.url, args.store.store_pool_size).await?;
     let snapshots = snapshot_setting(opened.snapshots, args.snapshot_every);
+    let auth = crate::auth::authentication(&args.auth, None).await?;
     let listener = listen(args.listen).await?;
     tracing::info!(store = %args.store.url, listen = %local_addr(&listener, args.listen)?, "command API is up");
     let mut services = Services::new(shutdown);
-    services.serve(
-        listener,
-        command_service_with_snapshots(opened.events, snapshots),
-    );
+    services.serve(listener, command_service(opened.events, snapshots, &auth));
     Ok(services)
 }
 
@@ -362,31 +461,18 @@ pub async fn query_api(
     shutdown: CancellationToken,
 ) -> Result<Services, AppError> {
     let db = open_read_model("--read-model", &args.read_model, args.read_model_pool_size).await?;
+    let auth = crate::auth::authentication(&args.auth, None).await?;
     let listener = listen(args.listen).await?;
     tracing::info!(read_model = %args.read_model, listen = %local_addr(&listener, args.listen)?, "query API is up");
     let mut services = Services::new(shutdown);
-    services.serve(listener, query_service(db));
+    services.serve(listener, query_service(db, &auth));
     Ok(services)
 }
 
 /// The built-in projections named by `--projections` (all when none are named).
 fn selected_projections(names: &[String]) -> Result<Vec<Arc<dyn Projection>>, AppError> {
-    let all = projections();
-    if names.is_empty() {
-        return Ok(all);
-    }
-    names
-        .iter()
-        .map(|name| {
-            all.iter()
-                .find(|p| p.name() == name)
-                .cloned()
-                .ok_or_else(|| AppError::UnknownProjection {
-                    name: name.clone(),
-                    known: all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
-                })
-        })
-        .collect()
+    select_by_name(projections(), names, |p| p.name())
+        .map_err(|(name, known)| AppError::UnknownProjection { name, known })
 }
 
 /// `eventline project`: the selected projections, from the store or from Kafka, plus
@@ -614,6 +700,29 @@ pub async fn relay(args: &RelayArgs, shutdown: CancellationToken) -> Result<Serv
         read_model_check(checkpoints),
         kafka_check(&args.kafka_brokers)?,
     ];
+    services.serve(
+        listener,
+        ops_routes(checks, utoipa::openapi::OpenApi::default()),
+    );
+    Ok(services)
+}
+
+/// `eventline processor`: the process managers, plus `/healthz`, `/readyz`, `/metrics`.
+pub async fn processor(
+    args: &ProcessorArgs,
+    shutdown: CancellationToken,
+) -> Result<Services, AppError> {
+    let store = open_store("--store", &args.store, args.store_pool_size).await?;
+    let selected = selected_process_managers(&store, &args.processors)?;
+    let checkpoints = open_read_model("--checkpoint-db", &args.checkpoint_db, 2).await?;
+    let listener = listen(args.listen).await?;
+    let mut services = Services::new(shutdown);
+    let names: Vec<&str> = selected.iter().map(|p| p.name()).collect();
+    tracing::info!(store = %args.store, checkpoints = %args.checkpoint_db, processors = ?names, "processor is up");
+    services
+        .run_processors(selected, &store, &checkpoints, args.batch_size)
+        .await?;
+    let checks = vec![store_check(store), read_model_check(checkpoints)];
     services.serve(
         listener,
         ops_routes(checks, utoipa::openapi::OpenApi::default()),

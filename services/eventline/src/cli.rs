@@ -49,6 +49,113 @@ pub enum Command {
     /// Rolls the last cut-over back: the version it replaced becomes live again, caught up
     /// with the events stored since (PostgreSQL and SQLite read models).
     Rollback(RollbackArgs),
+    /// Runs the process managers (the order processor): reacts to stored events by sending
+    /// commands, exactly once in effect. One instance is active at a time.
+    Processor(ProcessorArgs),
+    /// Prints a signed development token (HS256) for embedded mode or any service that
+    /// trusts the same secret. Not an identity provider: production tokens come from your
+    /// OIDC issuer.
+    Token(TokenArgs),
+}
+
+/// Whether the HTTP services check bearer tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Every command needs a JWT with the write scope, every query one with the read scope.
+    Jwt,
+    /// No authentication: anyone who reaches the service may send commands and queries.
+    None,
+}
+
+/// JWT bearer authentication of the command and query services.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// `jwt`, or `none` to turn authentication off (explicitly; for embedded mode and demos).
+    #[arg(long, env = "EVENTLINE_AUTH", value_enum, default_value = "jwt")]
+    pub auth: AuthMode,
+    /// The issuer (`iss`) tokens must come from, e.g. `https://keycloak.example.com/realms/shop`.
+    #[arg(long, env = "EVENTLINE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The audience (`aud`) tokens must be for.
+    #[arg(long, env = "EVENTLINE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// RS256 keys from the issuer's JWKS endpoint (fetched again when a token names an
+    /// unknown key, so key rotation needs no restart).
+    #[arg(long, env = "EVENTLINE_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// RS256 keys from a JWKS file.
+    #[arg(long, env = "EVENTLINE_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// An HS256 shared secret, read from this file (or from the environment variable
+    /// EVENTLINE_JWT_HS256_SECRET, which has no flag so that it never shows in a process list).
+    #[arg(long, env = "EVENTLINE_JWT_HS256_SECRET_FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+    /// The scope queries need (and the command service's read-only `/streams` routes).
+    #[arg(
+        long,
+        env = "EVENTLINE_JWT_READ_SCOPE",
+        default_value = "eventline:read"
+    )]
+    pub jwt_read_scope: String,
+    /// The scope commands need.
+    #[arg(
+        long,
+        env = "EVENTLINE_JWT_WRITE_SCOPE",
+        default_value = "eventline:write"
+    )]
+    pub jwt_write_scope: String,
+    /// Clock skew allowed when checking `exp` and `nbf`, in seconds.
+    #[arg(long, env = "EVENTLINE_JWT_LEEWAY_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub jwt_leeway_seconds: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProcessorArgs {
+    /// The event store to tail and send commands to.
+    #[arg(long, env = "EVENTLINE_STORE_URL")]
+    pub store: DatabaseUrl,
+    /// Connections to the event store (PostgreSQL, MongoDB).
+    #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub store_pool_size: u32,
+    /// Where the processors record how far they have reacted, and hold their lease
+    /// (`sqlite://`, `postgres://`, `mysql://`); often the event store's own PostgreSQL database.
+    #[arg(long, env = "EVENTLINE_PROCESSOR_CHECKPOINT_URL")]
+    pub checkpoint_db: DatabaseUrl,
+    /// The processors to run, comma-separated (default: all built in).
+    #[arg(long, env = "EVENTLINE_PROCESSORS", value_delimiter = ',')]
+    pub processors: Vec<String>,
+    /// Events read per batch (and per checkpoint).
+    #[arg(long, env = "EVENTLINE_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Who the token is for (`sub`): the acting user recorded in events.
+    #[arg(long)]
+    pub subject: String,
+    /// A scope to grant; repeat for several (default: the read and the write scope).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// How long the token is valid, in seconds.
+    #[arg(long, default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub ttl_seconds: u64,
+    /// Sign with the secret in this file instead of embedded mode's development secret.
+    #[arg(long, env = "EVENTLINE_JWT_HS256_SECRET_FILE")]
+    pub hs256_secret_file: Option<PathBuf>,
+    /// Embedded mode's data directory, whose development secret signs the token (created if
+    /// missing).
+    #[arg(long, env = "EVENTLINE_DATA_DIR", default_value = "./eventline-data")]
+    pub data_dir: PathBuf,
+    /// The token's issuer (`iss`).
+    #[arg(long, env = "EVENTLINE_JWT_ISSUER", default_value = crate::auth::DEV_ISSUER)]
+    pub issuer: String,
+    /// The token's audience (`aud`).
+    #[arg(long, env = "EVENTLINE_JWT_AUDIENCE", default_value = crate::auth::DEV_AUDIENCE)]
+    pub audience: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -149,6 +256,10 @@ pub struct EmbeddedArgs {
     /// (`postgres://...`, `mysql://...`).
     #[arg(long, env = "EVENTLINE_READ_MODEL_URL")]
     pub read_model: Option<DatabaseUrl>,
+    /// Authentication. Without any `--jwt-*` key setting, embedded mode trusts development
+    /// tokens signed with `DATA_DIR/dev-jwt-secret` (mint one with `eventline token`).
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// Which event store to use.
@@ -171,6 +282,8 @@ pub struct CommandApiArgs {
     /// snapshot (0: never). Snapshots are only a cache.
     #[arg(long, env = "EVENTLINE_SNAPSHOT_EVERY", default_value_t = 500)]
     pub snapshot_every: u64,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Address to listen on.
     #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -185,6 +298,8 @@ pub struct QueryApiArgs {
     /// Connections to the read-model database.
     #[arg(long, env = "EVENTLINE_READ_MODEL_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub read_model_pool_size: u32,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Address to listen on.
     #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:8081")]
     pub listen: SocketAddr,

@@ -2,12 +2,14 @@
 //! services the binary does.
 //!
 //! - [`cli`]: the command line (`eventline embedded | command-api | query-api | project |
-//!   relay | replay`);
+//!   relay | replay | rollback | processor | token`);
+//! - [`auth`]: what the services trust (JWT settings), and development tokens;
 //! - [`progress`]: how a replay shows its progress (a bar, or JSON lines);
 //! - [`app`]: assembling command and query services and projectors from their crates;
 //! - [`url`]: database URLs, opened by scheme and redacted in logs.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod progress;
 pub mod status_report;

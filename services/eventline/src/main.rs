@@ -15,6 +15,11 @@ async fn run(command: Command, shutdown: CancellationToken) -> Result<(), AppErr
         Command::Relay(args) => app::relay(args, shutdown).await?,
         Command::Replay(args) => return app::replay(args, shutdown).await,
         Command::Rollback(args) => return app::roll_back(args).await,
+        Command::Processor(args) => app::processor(args, shutdown).await?,
+        Command::Token(args) => {
+            println!("{}", eventline::auth::mint(args)?);
+            return Ok(());
+        }
     };
     services.wait().await
 }

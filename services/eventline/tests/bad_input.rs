@@ -206,5 +206,16 @@ async fn bad_queries_are_refused() {
 
     let nowhere = client.get("/nowhere").await;
     assert_problem(&nowhere, StatusCode::NOT_FOUND, None, "no such route");
+    // A command sent as a GET (curl without -d) says which method the path takes.
+    let id = client.open_account("Ada", 0).await;
+    let wrong_method = client
+        .get_command(&format!("/accounts/{id}/deposits"))
+        .await;
+    assert_problem(
+        &wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "commands are POST",
+    );
     app.stop().await;
 }

@@ -8,6 +8,10 @@ fn eventline(args: &[&str]) -> (bool, String) {
         .env_remove("EVENTLINE_STORE_URL")
         .env_remove("EVENTLINE_READ_MODEL_URL")
         .env_remove("EVENTLINE_KAFKA_BROKERS")
+        .env_remove("EVENTLINE_AUTH")
+        .env_remove("EVENTLINE_JWT_ISSUER")
+        .env_remove("EVENTLINE_JWT_AUDIENCE")
+        .env_remove("EVENTLINE_JWT_HS256_SECRET")
         .output()
         .expect("run eventline");
     (
@@ -61,6 +65,9 @@ fn help_lists_the_subcommands() {
         "project",
         "relay",
         "replay",
+        "rollback",
+        "processor",
+        "token",
     ] {
         assert!(help.contains(sub), "{help}");
     }
@@ -77,4 +84,70 @@ fn the_relay_names_a_missing_broker_flag() {
     ]);
     assert!(!ok);
     assert!(stderr.contains("--kafka-brokers"), "{stderr}");
+}
+
+#[test]
+fn authentication_is_on_unless_turned_off_and_a_missing_setting_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}", dir.path().join("events.sqlite").display());
+    let base = ["command-api", "--store", &store, "--listen", "127.0.0.1:0"];
+    let (ok, stderr) = eventline(&base);
+    assert!(!ok);
+    assert!(stderr.contains("--jwt-issuer"), "{stderr}");
+    assert!(stderr.contains("--auth none"), "{stderr}");
+    let (ok, stderr) = eventline(
+        &[
+            &base[..],
+            &["--jwt-issuer", "https://idp", "--jwt-audience", "eventline"],
+        ]
+        .concat(),
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("--jwt-jwks-url"),
+        "a missing key is named: {stderr}"
+    );
+    let short = dir.path().join("short-secret");
+    std::fs::write(&short, "tooshort").expect("write");
+    let short = short.display().to_string();
+    let (ok, stderr) = eventline(
+        &[
+            &base[..],
+            &["--jwt-issuer", "https://idp", "--jwt-audience", "eventline"],
+            &["--jwt-hs256-secret-file", &short],
+        ]
+        .concat(),
+    );
+    assert!(!ok);
+    assert!(stderr.contains("--jwt-hs256-secret-file"), "{stderr}");
+    assert!(
+        !stderr.contains("tooshort"),
+        "a secret is never printed: {stderr}"
+    );
+}
+
+#[test]
+fn token_mints_a_token_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().display().to_string();
+    let (ok, stderr) = eventline(&["token", "--data-dir", &data_dir]);
+    assert!(!ok);
+    assert!(stderr.contains("--subject"), "{stderr}");
+    // Without embedded mode's secret, it says so instead of signing with a new one.
+    let (ok, stderr) = eventline(&["token", "--subject", "ada", "--data-dir", &data_dir]);
+    assert!(!ok);
+    assert!(stderr.contains("no development secret"), "{stderr}");
+    assert!(!dir.path().join("dev-jwt-secret").exists());
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a-shared-secret-of-at-least-32-bytes\n").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_eventline"))
+        .args(["token", "--subject", "ada", "--scope", "eventline:read"])
+        .arg("--hs256-secret-file")
+        .arg(&secret)
+        .env_remove("EVENTLINE_JWT_HS256_SECRET")
+        .output()
+        .expect("run eventline token");
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(token.trim().split('.').count(), 3, "a JWT: {token}");
 }

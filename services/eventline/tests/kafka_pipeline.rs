@@ -1,6 +1,7 @@
 //! The production pipeline end to end, every part real and started the way the binary starts
 //! it (from command-line arguments): commands over HTTP -> event store -> relay -> Kafka ->
 //! Kafka projector -> read model (PostgreSQL, MariaDB or SQLite) -> queries over HTTP.
+//! The APIs check JWTs as in production, and the order processor runs as its own process.
 //! Also: a broker paused while commands go on loses and reorders nothing.
 
 mod support;
@@ -38,7 +39,8 @@ async fn start(args: &[&str], shutdown: &CancellationToken) -> Services {
         Command::QueryApi(args) => app::query_api(args, shutdown).await,
         Command::Project(args) => app::project(args, shutdown).await,
         Command::Relay(args) => app::relay(args, shutdown).await,
-        Command::Embedded(_) | Command::Replay(_) | Command::Rollback(_) => {
+        Command::Processor(args) => app::processor(args, shutdown).await,
+        Command::Embedded(_) | Command::Replay(_) | Command::Rollback(_) | Command::Token(_) => {
             unreachable!("not part of the pipeline")
         }
     }
@@ -81,8 +83,24 @@ impl Pipeline {
             "1",
         ];
         let local = ["--listen", "127.0.0.1:0"];
+        // Both APIs check tokens as in production: HS256 from a mounted secret file.
+        let secret_file = dir.path().join("jwt-secret");
+        std::fs::write(
+            &secret_file,
+            format!("{}\n", unique_name("secret-of-at-least-32-bytes")),
+        )
+        .expect("write the secret");
+        let secret_path = secret_file.display().to_string();
+        let auth = [
+            "--jwt-issuer",
+            "https://login.example.com",
+            "--jwt-audience",
+            "eventline",
+            "--jwt-hs256-secret-file",
+            &secret_path,
+        ];
         let command = start(
-            &[&["command-api", "--store", store_url][..], &local].concat(),
+            &[&["command-api", "--store", store_url][..], &auth, &local].concat(),
             &shutdown,
         )
         .await;
@@ -115,20 +133,51 @@ impl Pipeline {
         )
         .await;
         let query = start(
-            &[&["query-api", "--read-model", &read_model_url][..], &local].concat(),
+            &[
+                &["query-api", "--read-model", &read_model_url][..],
+                &auth,
+                &local,
+            ]
+            .concat(),
             &shutdown,
         )
         .await;
+        let processor = start(
+            &[
+                &[
+                    "processor",
+                    "--store",
+                    store_url,
+                    "--checkpoint-db",
+                    store_url,
+                ][..],
+                &local,
+            ]
+            .concat(),
+            &shutdown,
+        )
+        .await;
+        let token = eventline::auth::mint(&eventline::cli::TokenArgs {
+            subject: "pipeline-test".into(),
+            scopes: vec!["eventline:read".into(), "eventline:write".into()],
+            ttl_seconds: 3_600,
+            hs256_secret_file: Some(secret_file),
+            data_dir: dir.path().to_path_buf(),
+            issuer: "https://login.example.com".into(),
+            audience: "eventline".into(),
+        })
+        .expect("mint a token");
         let client = Client::new(
             format!("http://{}", command.addrs()[0]),
             format!("http://{}", query.addrs()[0]),
-        );
+        )
+        .with_token(token);
         Self {
             client,
             store_url: store_url.to_owned(),
             read_model_url,
             shutdown,
-            services: vec![command, relay, projector, query],
+            services: vec![command, relay, projector, query, processor],
             _dir: dir,
         }
     }
@@ -192,7 +241,39 @@ async fn bank_traffic(client: &Client, accounts: usize) -> Vec<(String, u64, i64
 
 async fn end_to_end(store_url: &str, read_model_url: Option<&str>) {
     let pipeline = Pipeline::start(store_url, read_model_url, &kafka_brokers()).await;
+    let anonymous = Client {
+        token: None,
+        ..pipeline.client.clone()
+    };
+    let refused = anonymous
+        .post("/accounts", json!({"holder": "nobody"}))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        refused.body
+    );
     let accounts = bank_traffic(&pipeline.client, 5).await;
+    // An order goes through the processor (a process of its own) and Kafka to the read model.
+    let order = pipeline
+        .client
+        .post(
+            "/orders",
+            json!({"customer": "ada", "lines": [{"sku": "book", "quantity": 2, "unit_price": 1500}]}),
+        )
+        .await;
+    assert_eq!(order.status, StatusCode::CREATED, "{:?}", order.body);
+    let order_id = order.body["id"].as_str().expect("id").to_owned();
+    support::eventually(
+        "the order processed in the read model",
+        Duration::from_secs(60),
+        || async {
+            let answer = pipeline.client.get(&format!("/orders/{order_id}")).await;
+            (answer.body["status"] == "processed").then_some(())
+        },
+    )
+    .await;
     for (id, version, balance) in &accounts {
         let account = account_at_version(&pipeline.client, id, *version).await;
         assert_eq!(account["balance"], *balance);
@@ -207,6 +288,19 @@ async fn end_to_end(store_url: &str, read_model_url: Option<&str>) {
         pipeline.projector_readiness().await,
         (StatusCode::OK, json!("ok"))
     );
+    // Every event records who caused it: the token's subject, or the processor.
+    let store = open_store("--store", &store_url.parse().expect("url"), 2)
+        .await
+        .expect("store");
+    let events = eventline_test_support::events_once_visible(store.as_ref(), 5 * 6 + 2).await;
+    assert_eq!(events.len(), 5 * 6 + 2);
+    for event in &events {
+        let expected = match event.event_type.as_str() {
+            "OrderProcessed" => "system:order-processor",
+            _ => "pipeline-test",
+        };
+        assert_eq!(event.metadata.user.as_deref(), Some(expected), "{event:?}");
+    }
     pipeline.stop().await;
 }
 

@@ -58,7 +58,16 @@ async fn start(data_dir: &Path) -> (Child, Client) {
         (command_ready && query_ready).then_some(())
     })
     .await;
-    (child, client)
+    // Embedded mode checks development tokens by default; `eventline token` mints one with
+    // the secret in the data directory, which outlives restarts.
+    let token = std::process::Command::new(env!("CARGO_BIN_EXE_eventline"))
+        .args(["token", "--subject", "restart-test", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run eventline token");
+    assert!(token.status.success(), "{token:?}");
+    let token = String::from_utf8(token.stdout).expect("utf-8");
+    (child, client.with_token(token.trim()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -78,9 +87,9 @@ async fn killed_during_a_burst_nothing_acknowledged_is_lost() {
             tokio::spawn(async move {
                 for n in 0..10_000i64 {
                     let amount = c * 100_000 + n + 1;
+                    let url = format!("{}/accounts/{id}/deposits", client.command);
                     let sent = client
-                        .http
-                        .post(format!("{}/accounts/{id}/deposits", client.command))
+                        .authorized(client.http.post(url))
                         .json(&json!({ "amount": amount }))
                         .send()
                         .await;

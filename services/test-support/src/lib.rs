@@ -260,3 +260,31 @@ impl Drop for PrivateBroker {
         let _ = self.child.wait();
     }
 }
+
+/// Every event of `store`, once a reader sees at least `count` of them.
+///
+/// A PostgreSQL store shows readers only what committed below the cluster's oldest running
+/// transaction (its gap-safety horizon); a transaction another test keeps open, in any
+/// database of the server, holds that back for a while. Tests that count events wait here
+/// instead of reading once. Panics after 60 s, saying how many it saw.
+pub async fn events_once_visible(
+    store: &dyn eventline_core::EventStore,
+    count: usize,
+) -> Vec<eventline_core::Envelope> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let events = store
+            .read_all(eventline_core::Position::START, 1_000_000)
+            .await
+            .expect("read the store");
+        if events.len() >= count {
+            return events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {count} events became visible within 60 s",
+            events.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

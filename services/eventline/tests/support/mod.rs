@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use eventline::app::{Embedded, Services};
-use eventline::cli::EmbeddedArgs;
+use eventline::cli::{AuthArgs, AuthMode, EmbeddedArgs};
 use eventline::url::open_store;
 use eventline_core::EventStore;
 use eventline_store_sqlite::SqliteEventStore;
@@ -32,12 +32,13 @@ impl Answer {
     }
 }
 
-/// A client for one command API and one query API.
+/// A client for one command API and one query API, sending a bearer token when it has one.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub command: String,
     pub query: String,
     pub http: reqwest::Client,
+    pub token: Option<String>,
 }
 
 impl Client {
@@ -46,6 +47,23 @@ impl Client {
             command: command.into(),
             query: query.into(),
             http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// The same client, sending `token` as its bearer token.
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Self {
+            token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    /// `request` with this client's bearer token, if it has one.
+    pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -64,8 +82,7 @@ impl Client {
     /// POSTs a raw body (not necessarily JSON) with extra headers to the command API.
     pub async fn post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
         let mut request = self
-            .http
-            .post(format!("{}{path}", self.command))
+            .authorized(self.http.post(format!("{}{path}", self.command)))
             .header("content-type", "application/json")
             .body(body.to_owned());
         for (name, value) in headers {
@@ -81,8 +98,7 @@ impl Client {
     /// GETs from the query API.
     pub async fn get(&self, path: &str) -> Answer {
         let response = self
-            .http
-            .get(format!("{}{path}", self.query))
+            .authorized(self.http.get(format!("{}{path}", self.query)))
             .send()
             .await
             .expect("request");
@@ -92,8 +108,7 @@ impl Client {
     /// GETs from the command API (for its operational endpoints).
     pub async fn get_command(&self, path: &str) -> Answer {
         let response = self
-            .http
-            .get(format!("{}{path}", self.command))
+            .authorized(self.http.get(format!("{}{path}", self.command)))
             .send()
             .await
             .expect("request");
@@ -145,8 +160,31 @@ impl Database {
     }
 }
 
+/// Authentication turned off, as `--auth none`.
+pub fn no_auth() -> AuthArgs {
+    AuthArgs {
+        auth: AuthMode::None,
+        jwt_issuer: None,
+        jwt_audience: None,
+        jwt_jwks_url: None,
+        jwt_jwks_file: None,
+        jwt_hs256_secret_file: None,
+        jwt_read_scope: "eventline:read".into(),
+        jwt_write_scope: "eventline:write".into(),
+        jwt_leeway_seconds: 30,
+    }
+}
+
+/// Embedded mode's default authentication: development tokens.
+pub fn dev_auth() -> AuthArgs {
+    AuthArgs {
+        auth: AuthMode::Jwt,
+        ..no_auth()
+    }
+}
+
 impl TestApp {
-    /// Everything in SQLite files: embedded mode's defaults.
+    /// Everything in SQLite files: embedded mode's defaults, authentication off.
     pub async fn start() -> Self {
         Self::start_with(Database::Sqlite, Database::Sqlite).await
     }
@@ -156,8 +194,14 @@ impl TestApp {
         Self::start_with(Database::Postgres, Database::Sqlite).await
     }
 
-    /// The event store in `store` (SQLite or PostgreSQL), the read models in `read_model`.
+    /// The event store in `store` (SQLite or PostgreSQL), the read models in `read_model`,
+    /// authentication off.
     pub async fn start_with(store: Database, read_model: Database) -> Self {
+        Self::start_with_auth(store, read_model, no_auth()).await
+    }
+
+    /// As [`TestApp::start_with`], with these authentication settings.
+    pub async fn start_with_auth(store: Database, read_model: Database, auth: AuthArgs) -> Self {
         assert_ne!(store, Database::MariaDb, "MariaDB is no event store");
         let data_dir = tempfile::tempdir().expect("temp dir");
         let store_db = store.create().await;
@@ -174,6 +218,7 @@ impl TestApp {
             // Small, so that every walkthrough also loads aggregates from snapshots.
             snapshot_every: 3,
             read_model: read_model_url,
+            auth,
         };
         let store = match &store_url {
             Some(url) => open_store("--store", url, 2).await.expect("open store"),
@@ -198,6 +243,20 @@ impl TestApp {
             services: embedded.services,
             _databases: store_db.into_iter().chain(read_model_db).collect(),
         }
+    }
+
+    /// A development token for `subject` with `scopes`, signed with this app's secret.
+    pub fn token(&self, subject: &str, scopes: &[&str]) -> String {
+        eventline::auth::mint(&eventline::cli::TokenArgs {
+            subject: subject.into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            ttl_seconds: 600,
+            hs256_secret_file: None,
+            data_dir: self.data_dir.path().to_path_buf(),
+            issuer: eventline::auth::DEV_ISSUER.into(),
+            audience: eventline::auth::DEV_AUDIENCE.into(),
+        })
+        .expect("mint a development token")
     }
 
     /// Stops everything gracefully and checks nothing failed.
@@ -289,4 +348,64 @@ pub async fn bank_store(
             .expect("append");
     }
     store
+}
+
+/// Every row of every table of `projection` in `db`, table by table, each in key order: what
+/// tests compare between read models, whatever database each is in.
+pub async fn model_rows(
+    db: &eventline_readmodel::ReadModelDb,
+    projection: &dyn eventline_core::Projection,
+) -> Vec<eventline_readmodel::Row> {
+    let mut rows = Vec::new();
+    for table in projection.tables() {
+        rows.extend(db.all_rows(&table).await.expect("read the rows"));
+    }
+    rows
+}
+
+/// Runs a store projector for `projection` from `store` into `db` until it has caught up.
+pub async fn project(
+    store: &Arc<dyn EventStore>,
+    db: &eventline_readmodel::ReadModelDb,
+    projection: Arc<dyn eventline_core::Projection>,
+) {
+    eventline_projector::StoreProjector::new(Arc::clone(store), db.clone(), projection)
+        .catch_up()
+        .await
+        .expect("project");
+}
+
+/// Replays `projection` from `store` into `target` (small batches, so that it takes several),
+/// checked against `reference` before its cut-over; returns how many events it applied.
+pub async fn replay(
+    store: &Arc<dyn EventStore>,
+    target: &eventline_readmodel::ReadModelDb,
+    projection: Arc<dyn eventline_core::Projection>,
+    reference: &eventline_readmodel::ReadModelDb,
+) -> u64 {
+    let mut config = eventline_replay::ReplayConfig::new("domain-test-rebuild");
+    config.batch_size = 7;
+    config.progress_every = Duration::ZERO;
+    config.verify_against = Some(reference.clone());
+    let done = eventline_replay::Replay::new(Arc::clone(store), target.clone(), projection, config)
+        .run(CancellationToken::new(), |_| {})
+        .await
+        .expect("replay");
+    assert!(done.done);
+    done.applied
+}
+
+/// Asserts the two read models of `projection` hold the same rows, table by table.
+pub async fn assert_same_model(
+    projection: &dyn eventline_core::Projection,
+    got: &eventline_readmodel::ReadModelDb,
+    want: &eventline_readmodel::ReadModelDb,
+) -> Vec<eventline_readmodel::Row> {
+    let got = model_rows(got, projection).await;
+    let want = model_rows(want, projection).await;
+    assert_eq!(got.len(), want.len(), "row counts of {}", projection.name());
+    for (got, want) in got.iter().zip(&want) {
+        assert_eq!(got, want, "{}", projection.name());
+    }
+    got
 }
