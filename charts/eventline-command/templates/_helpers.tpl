@@ -73,7 +73,7 @@ seccompProfile:
 {{/* An env var read from an existing Secret: (list NAME SECRETREF) with SECRETREF {existingSecret, key}. */}}
 {{- define "eventline.secretEnv" -}}
 {{- $name := index . 0 }}
-{{- $ref := index . 1 }}
+{{- $ref := index . 1 -}}
 - name: {{ $name }}
   valueFrom:
     secretKeyRef:
@@ -98,5 +98,78 @@ affinity:
 {{- with .topologySpreadConstraints }}
 topologySpreadConstraints:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Where a jwksFile ConfigMap key is mounted (read-only) and what EVENTLINE_JWT_JWKS_FILE says. */}}
+{{- define "eventline.auth.jwksDir" -}}/etc/eventline/jwks{{- end }}
+
+{{/*
+Refuses auth values the service would refuse at startup, naming the missing value: with
+auth.mode jwt, an issuer, an audience and at least one key source.
+*/}}
+{{- define "eventline.auth.validate" -}}
+{{- $a := .Values.auth }}
+{{- if eq $a.mode "jwt" }}
+{{- if not $a.issuer }}
+{{- fail "auth.issuer is required with auth.mode=jwt (EVENTLINE_JWT_ISSUER: the exact `iss` of your tokens); auth.mode=none turns authentication off" }}
+{{- end }}
+{{- if not $a.audience }}
+{{- fail "auth.audience is required with auth.mode=jwt (EVENTLINE_JWT_AUDIENCE: an `aud` your tokens carry)" }}
+{{- end }}
+{{- if not (or $a.jwksUrl $a.jwksFile.existingConfigMap $a.hs256.existingSecret) }}
+{{- fail "auth.mode=jwt needs a key source: set auth.jwksUrl, auth.jwksFile.existingConfigMap or auth.hs256.existingSecret" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* ConfigMap entries for authentication (none of them secret). */}}
+{{- define "eventline.auth.config" -}}
+{{- $a := .Values.auth -}}
+EVENTLINE_AUTH: {{ $a.mode | quote }}
+{{- if eq $a.mode "jwt" }}
+EVENTLINE_JWT_ISSUER: {{ $a.issuer | quote }}
+EVENTLINE_JWT_AUDIENCE: {{ $a.audience | quote }}
+{{- with $a.jwksUrl }}
+EVENTLINE_JWT_JWKS_URL: {{ . | quote }}
+{{- end }}
+{{- if $a.jwksFile.existingConfigMap }}
+EVENTLINE_JWT_JWKS_FILE: "{{ include "eventline.auth.jwksDir" . }}/jwks.json"
+{{- end }}
+EVENTLINE_JWT_READ_SCOPE: {{ $a.readScope | quote }}
+{{- if hasKey $a "writeScope" }}
+EVENTLINE_JWT_WRITE_SCOPE: {{ $a.writeScope | quote }}
+{{- end }}
+EVENTLINE_JWT_LEEWAY_SECONDS: {{ $a.leewaySeconds | quote }}
+{{- end }}
+{{- end }}
+
+{{/* The HS256 shared secret, only ever as a secretKeyRef. */}}
+{{- define "eventline.auth.env" -}}
+{{- $a := .Values.auth -}}
+{{- if and (eq $a.mode "jwt") $a.hs256.existingSecret -}}
+{{- include "eventline.secretEnv" (list "EVENTLINE_JWT_HS256_SECRET" $a.hs256) -}}
+{{- end -}}
+{{- end }}
+
+{{/* The jwksFile ConfigMap key: a volumeMount (read-only) and its volume. */}}
+{{- define "eventline.auth.volumeMounts" -}}
+{{- if and (eq .Values.auth.mode "jwt") .Values.auth.jwksFile.existingConfigMap -}}
+- name: jwks
+  mountPath: {{ include "eventline.auth.jwksDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "eventline.auth.volumes" -}}
+{{- with .Values.auth.jwksFile -}}
+{{- if and (eq $.Values.auth.mode "jwt") .existingConfigMap -}}
+- name: jwks
+  configMap:
+    name: {{ .existingConfigMap }}
+    items:
+      - key: {{ .key }}
+        path: jwks.json
+{{- end }}
 {{- end }}
 {{- end }}
