@@ -44,7 +44,8 @@ pub const VERSION: &str = "v1alpha1";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectionSpec {
-    /// Name of the projection compiled into the image (e.g. `accounts`).
+    /// Name of the projection compiled into the image: `bank-accounts`, `social-posts` or
+    /// `shop-orders`.
     #[schemars(length(min = 1, max = 253))]
     pub projection: String,
     /// Container image of the `eventline` binary.
