@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use eventline_auth::{Authentication, DevToken, JwtConfig, KeySource, Secret, mint_hs256};
+use eventline_auth::{Access, Authentication, DevToken, JwtConfig, KeySource, Secret, mint_hs256};
 use eventline_core::{EventStore, Metadata, NewEvent};
 use eventline_store_postgres::PostgresEventStore;
 use eventline_store_sqlite::SqliteEventStore;
@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 mod projector;
+mod queries;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Bench {
@@ -37,6 +38,8 @@ enum Bench {
     Projector,
     /// A replay from a PostgreSQL store into PostgreSQL, next to a raw COPY of the same rows.
     Replay,
+    /// Account queries over HTTP at a fixed rate (--query-rate), read model in PostgreSQL.
+    Queries,
 }
 
 #[derive(Debug, Parser)]
@@ -47,7 +50,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "appends,commands,relay,projector,replay"
+        default_value = "appends,commands,queries,relay,projector,replay"
     )]
     only: Vec<Bench>,
     /// Concurrent clients.
@@ -68,6 +71,9 @@ struct Args {
     /// Messages per projector round (default: the projector's own default).
     #[arg(long)]
     projector_batch: Option<usize>,
+    /// Requests per second the query benchmark sends, whatever the answers take.
+    #[arg(long, default_value_t = 2_000.0)]
+    query_rate: f64,
     /// Connections to PostgreSQL (default: one per client, plus two).
     #[arg(long)]
     pool: Option<u32>,
@@ -77,11 +83,11 @@ struct Args {
 }
 
 /// Throughput and latency of one measured run.
-struct Figures {
-    operations: usize,
-    errors: usize,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
+pub(crate) struct Figures {
+    pub(crate) operations: usize,
+    pub(crate) errors: usize,
+    pub(crate) elapsed: Duration,
+    pub(crate) latencies_us: Vec<u64>,
 }
 
 impl Figures {
@@ -98,7 +104,7 @@ impl Figures {
         self.latencies_us[i] as f64 / 1000.0
     }
 
-    fn print(mut self, what: &str, unit: &str) {
+    pub(crate) fn print(mut self, what: &str, unit: &str) {
         let (p50, p99) = (self.percentile_ms(0.50), self.percentile_ms(0.99));
         println!(
             "{what:<52} {:>10.0} {unit}/s   p50 {p50:>6.2} ms   p99 {p99:>6.2} ms   ({} in {:.1} s, {} errors)",
@@ -222,7 +228,8 @@ async fn commands(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     // As deployed: every command carries a JWT the service verifies (HS256 here).
-    let (auth, token) = bench_auth().await?;
+    let (auth, token) = bench_auth(Access::Write).await?;
+    verifications(&auth, &token, duration.min(Duration::from_secs(1))).await?;
     let server = tokio::spawn(eventline_http_serve(
         listener,
         store,
@@ -286,8 +293,34 @@ async fn commands(
     Ok(())
 }
 
-/// JWT authentication with a fresh HS256 secret, and a token with the write scope.
-async fn bench_auth() -> anyhow::Result<(Authentication, String)> {
+/// How fast one thread verifies the token every command carries.
+async fn verifications(
+    auth: &Authentication,
+    token: &str,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let Authentication::Jwt(verifier) = auth else {
+        bail!("the benchmark's authentication is off");
+    };
+    let started = Instant::now();
+    let mut verified = 0_u64;
+    while started.elapsed() < duration {
+        for _ in 0..100 {
+            verifier.verify(token).await?;
+        }
+        verified += 100;
+    }
+    let per_second = verified as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "{:<52} {per_second:>10.0} tokens/s   {:.1} µs each",
+        "JWT verification (HS256), 1 thread",
+        1e6 / per_second
+    );
+    Ok(())
+}
+
+/// JWT authentication with a fresh HS256 secret, and a token with the scope `access` needs.
+async fn bench_auth(access: Access) -> anyhow::Result<(Authentication, String)> {
     let secret = Secret::new(format!("eventline-bench-{:032x}", uuid_like()))?;
     let config = JwtConfig {
         issuer: "eventline-bench".into(),
@@ -303,7 +336,10 @@ async fn bench_auth() -> anyhow::Result<(Authentication, String)> {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             subject: "bench".into(),
-            scopes: vec![config.write_scope.clone()],
+            scopes: vec![match access {
+                Access::Read => config.read_scope.clone(),
+                Access::Write => config.write_scope.clone(),
+            }],
             ttl: Duration::from_secs(3_600),
         },
     )?;
@@ -372,6 +408,10 @@ async fn main() -> anyhow::Result<()> {
         let store: Arc<dyn EventStore> =
             Arc::new(PostgresEventStore::connect(&database.url, pool_size(&args)).await?);
         commands(store, &args, duration).await?;
+    }
+    if args.only.contains(&Bench::Queries) {
+        let (auth, token) = bench_auth(Access::Read).await?;
+        queries::queries(auth, token, args.accounts * 10, args.query_rate, duration).await?;
     }
     if args.only.contains(&Bench::Relay) {
         relay(&args).await?;

@@ -29,7 +29,7 @@ const PARTITIONS: i32 = 12;
 
 /// The `n`-th event (0-based) of `count`, interleaved so that consecutive events belong to
 /// different accounts: round `r` holds version `r + 1` of every account.
-fn envelope(n: usize, accounts: usize) -> Envelope {
+pub(crate) fn envelope(n: usize, accounts: usize) -> Envelope {
     let account = n % accounts;
     let version = (n / accounts + 1) as u64;
     let (event_type, payload) = if version == 1 {
