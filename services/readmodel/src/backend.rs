@@ -1,13 +1,17 @@
 //! What differs between the databases at the level of values: how a [`Value`] is bound and
 //! how a column is read back. Everything else is generic over [`Backend`].
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use eventline_core::{ColumnType, Value};
 use sqlx::query::Query;
 use sqlx::{MySql, Postgres, Row as _, Sqlite};
 
-use crate::db::timestamp_text;
 use crate::dialect::Dialect;
+
+/// A timestamp as read models show it: RFC 3339 in UTC with microseconds, fixed width.
+pub(crate) fn timestamp_text(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
 
 pub(crate) type Args<DB> = <DB as sqlx::Database>::Arguments;
 

@@ -31,13 +31,13 @@ use sqlx::{Executor, IntoArguments, MySql, Postgres, Sqlite, Transaction};
 
 use crate::backend::{Args, Backend};
 use crate::db::{
-    BatchOutcome, BatchSource, CHECKPOINTS, CheckpointRow, DEAD_LETTERS, DEFINITIONS, Pool,
-    ProjectedEvent, REPLAYS, ReadModelDb, STREAM_VERSIONS, Schema, apply_in, check_table,
-    checkpoint_in, database_error, execute_in, execute_on, with_pool,
+    BatchOutcome, BatchSource, CHECKPOINTS, CheckpointRow, DEAD_LETTERS, DEFINITIONS,
+    ProjectedEvent, REPLAYS, STREAM_VERSIONS, Schema, apply_in, check_table, checkpoint_in,
 };
 use crate::dialect::{Dialect, RowLock};
 use crate::error::ReadModelError;
 use crate::migrate;
+use crate::pool::{Pool, ReadModelDb, database_error, execute_in, execute_on, with_pool};
 
 /// The suffix of the version that the live one becomes at a cut-over.
 const PREVIOUS: &str = "previous";

@@ -8,8 +8,9 @@
 
 use eventline_core::{Projection, Table, Value};
 
-use crate::db::{ReadModelDb, Schema};
+use crate::db::Schema;
 use crate::error::ReadModelError;
+use crate::pool::ReadModelDb;
 
 /// The digest of one table.
 #[derive(Debug, Clone, PartialEq, Eq)]

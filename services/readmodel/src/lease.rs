@@ -10,8 +10,8 @@
 
 use sqlx::{Connection, MySqlConnection, PgConnection};
 
-use crate::db::{Pool, ReadModelDb};
 use crate::error::ReadModelError;
+use crate::pool::{Pool, ReadModelDb};
 
 /// A held lease; released when dropped.
 #[derive(Debug)]

@@ -19,16 +19,16 @@ mod error;
 mod lease;
 mod migrate;
 mod plan;
+mod pool;
 mod progress;
 mod query;
 
 pub use cutover::{CutOver, generation};
-pub use db::{
-    BatchOutcome, BatchSource, PartitionOffset, ProjectedEvent, ReadModelDb, ReplayClaim, Schema,
-};
+pub use db::{BatchOutcome, BatchSource, PartitionOffset, ProjectedEvent, ReplayClaim, Schema};
 pub use dialect::Dialect;
 pub use digest::TableDigest;
 pub use error::ReadModelError;
 pub use lease::{Lease, LeaseKeeper};
+pub use pool::ReadModelDb;
 pub use progress::ProgressOnly;
 pub use query::{Row, Select, column_value};

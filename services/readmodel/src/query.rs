@@ -2,8 +2,8 @@ use eventline_core::{ColumnType, Table, Value};
 use sqlx::{AssertSqlSafe, Executor, IntoArguments};
 
 use crate::backend::{Args, Backend};
-use crate::db::{ReadModelDb, with_pool};
 use crate::error::ReadModelError;
+use crate::pool::{ReadModelDb, with_pool};
 
 /// One read-model row as JSON: integers as numbers, text as strings, timestamps as RFC 3339.
 pub type Row = serde_json::Map<String, serde_json::Value>;
