@@ -3,8 +3,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::aggregate::{Aggregate, DomainEvent, EventDecodeError};
 use crate::envelope::{Metadata, NewEvent};
+use crate::position::{Position, StreamVersion};
 use crate::snapshot::{Snapshot, SnapshotStore};
-use crate::store::{EventStore, Position, StoreError, StreamVersion};
+use crate::store::{EventStore, StoreError};
 
 /// How often a command without an explicit expected version is decided again on fresh state
 /// after losing a race, before the conflict is reported. Every lost race means another

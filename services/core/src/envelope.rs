@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::store::{Position, StreamVersion};
+use crate::position::{Position, StreamVersion};
 
 /// Metadata recorded with every event: who caused it and which request it belongs to.
 ///

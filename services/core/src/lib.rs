@@ -14,6 +14,7 @@
 mod aggregate;
 mod command;
 mod envelope;
+mod position;
 mod projection;
 mod snapshot;
 mod store;
@@ -27,9 +28,8 @@ pub use command::{
     DEFAULT_CONFLICT_RETRIES,
 };
 pub use envelope::{Envelope, Metadata, NewEvent};
+pub use position::{Position, StreamVersion};
 pub use projection::{Column, ColumnType, Index, Projection, ProjectionError, RowOp, Table, Value};
 pub use snapshot::{Snapshot, SnapshotStore};
-pub use store::{
-    AppendOutcome, EventStore, Position, StoreError, StreamInfo, StreamVersion, validate_append,
-};
+pub use store::{AppendOutcome, EventStore, StoreError, StreamInfo, validate_append};
 pub use upcast::{FnUpcaster, UpcastError, Upcaster, UpcasterChain};

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 
 use crate::aggregate::EventDecodeError;
 use crate::envelope::Envelope;
-use crate::store::Position;
+use crate::position::Position;
 
 /// The column types a read model may use; each SQL dialect maps them to its own types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
