@@ -5,7 +5,8 @@
 --   Progressing  no status yet; status older than the spec (observedGeneration < generation);
 --                a replay pending or running; a replay requested but not picked up yet;
 --                projector pods not all available yet (rollout, restart)
---   Degraded     phase Failed (the projector rollout is stuck); the Degraded condition is True
+--   Degraded     the last reconciliation failed (condition Reconciled False, checked first);
+--                phase Failed (the projector rollout is stuck); the Degraded condition is True
 --                (ReplayFailed, ProgressDeadlineExceeded); the current replay request failed
 --   Healthy      the Ready condition is True and nothing above applies
 -- Tested by operator/tests/argocd_health.rs, which runs this file against sample statuses.
@@ -29,11 +30,6 @@ if obj.status == nil then
 end
 local status = obj.status
 
-local generation = obj.metadata ~= nil and obj.metadata.generation or nil
-if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
-  return progressing("Waiting for the operator to observe generation " .. tostring(generation))
-end
-
 local conditions = {}
 if status.conditions ~= nil then
   for _, c in ipairs(status.conditions) do
@@ -41,6 +37,19 @@ if status.conditions ~= nil then
       conditions[c.type] = c
     end
   end
+end
+
+-- The operator failed to reconcile (and keeps retrying): checked before the generation, since a
+-- failing reconciliation never gets to observe the new one.
+if conditions["Reconciled"] ~= nil and conditions["Reconciled"].status == "False" then
+  hs.status = "Degraded"
+  hs.message = conditions["Reconciled"].message or "The operator cannot reconcile this Projection"
+  return hs
+end
+
+local generation = obj.metadata ~= nil and obj.metadata.generation or nil
+if generation ~= nil and (status.observedGeneration == nil or status.observedGeneration < generation) then
+  return progressing("Waiting for the operator to observe generation " .. tostring(generation))
 end
 
 local function is_true(name)

@@ -9,7 +9,7 @@
 //! the operator (`eventline-operator`) owns everything except the replay progress, which the
 //! replay process publishes itself (`eventline-replay`, see [`crate::report`]).
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -37,7 +37,7 @@ pub const VERSION: &str = "v1alpha1";
     printcolumn(name = "Progress", type_ = "number", json_path = ".status.replay.percent", description = "Percent of the last replay, as its process reported it"),
     printcolumn(name = "Lag", type_ = "integer", json_path = ".status.lagEvents", description = "Events the live projector is behind"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("size(self.metadata.name) <= 48").message("metadata.name must be at most 48 characters: the replay Job is named <name>-replay-<8 hex digits> and Job names are limited to 63")
+    validation = Rule::new("size(self.metadata.name) <= 47").message("metadata.name must be at most 47 characters: the replay Job is named <name>-replay-<8 hex digits> (16 more) and Job names are limited to 63")
 )]
 #[x_kube(
     validation = Rule::new("self.target.type != 'sqlite' || !has(self.replicas) || self.replicas <= 1").message("a sqlite target allows at most 1 replica: SQLite has a single writer")
@@ -58,6 +58,9 @@ pub struct ProjectionSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0))]
     pub replicas: i32,
+    /// Secrets of the projector and replay pods for pulling `image` from a private registry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
     /// Resources of the projector and replay containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -69,10 +72,19 @@ pub struct ProjectionSpec {
     /// A replay request; a new `requestId` starts a new replay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<ReplayRequest>,
+    /// Finished replay Jobs (and their pods, with their logs) kept; older ones are deleted when
+    /// a replay finishes. The status keeps the record of the last replay either way.
+    #[serde(default = "default_replay_history_limit")]
+    #[schemars(range(min = 0))]
+    pub replay_history_limit: i32,
 }
 
 fn default_replicas() -> i32 {
     1
+}
+
+fn default_replay_history_limit() -> i32 {
+    3
 }
 
 /// Kubernetes image pull policy.
@@ -127,6 +139,17 @@ pub struct KafkaSource {
     #[serde(default = "default_topic_prefix")]
     #[schemars(length(min = 1))]
     pub topic_prefix: String,
+    /// Partitions of a topic the projector creates because it is missing (the relay normally
+    /// creates them first). Set it to the relay's `topicPartitions`; unset: the binary's 12.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub topic_partitions: Option<i32>,
+    /// Replication factor of a topic the projector creates because it is missing; at most the
+    /// number of brokers. Set it to the relay's `topicReplication`; unset: the binary's 3, which
+    /// fails on a cluster with fewer than 3 brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub topic_replication: Option<i32>,
 }
 
 fn default_topic_prefix() -> String {
@@ -146,7 +169,15 @@ pub struct SecretKeyRef {
 }
 
 /// A read database: its type and a Secret key holding its URL.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// `sqlite` is refused (CEL): in a cluster a SQLite file lives in one pod (the root filesystem is
+/// read-only, `/tmp` is per pod), so a replay's file dies with its Job's pod and no query service
+/// can read the projector's. The rule sits on this node so that Projections stored before it
+/// stay valid while their target is unchanged (CRD validation ratcheting).
+#[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, PartialEq, Eq, Hash)]
+#[x_kube(
+    validation = Rule::new("self.type != 'sqlite'").message("sqlite targets are not supported by the operator: a SQLite file lives in one pod and dies with it, and no query service can read it; use postgres or mysql")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     /// Database type.
@@ -164,7 +195,8 @@ pub enum TargetType {
     Postgres,
     /// MySQL or MariaDB.
     Mysql,
-    /// SQLite (one writer: at most one replica).
+    /// SQLite: refused for new targets (see [`Target`]); kept so that Projections stored
+    /// before that rule can still be read and reconciled.
     Sqlite,
 }
 
@@ -193,6 +225,16 @@ pub struct ReplayRequest {
     /// How the new read model replaces the old one.
     #[serde(default)]
     pub strategy: ReplayStrategy,
+    /// Seconds the replay Job may run, pending pods included (an image that cannot be pulled, a
+    /// missing Secret); then it fails, and a later request can start. Default 21600 (6 hours):
+    /// raise it for event stores that take longer to replay.
+    #[serde(default = "default_replay_deadline")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: i64,
+}
+
+fn default_replay_deadline() -> i64 {
+    6 * 3600
 }
 
 /// Replay strategies.
@@ -273,6 +315,10 @@ pub struct ReplayStatus {
     /// Why the replay failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the replay's pod has not started, while the Job is pending (e.g. `ImagePullBackOff:
+    /// ...`, `CreateContainerConfigError: secret "..." not found`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
     /// Events applied so far (reported by the replay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events_applied: Option<i64>,

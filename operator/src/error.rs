@@ -58,6 +58,19 @@ pub enum Error {
         /// The request the process replays.
         request_id: String,
     },
+    /// A replay process's report conflicted because the operator has not recorded its request
+    /// in the status yet (its status write is still to come): transient, report again later.
+    #[error(
+        "Projection {namespace}/{name} does not record replay {request_id} in its status yet: report again later"
+    )]
+    ReplayNotRecordedYet {
+        /// Projection namespace.
+        namespace: String,
+        /// Projection name.
+        name: String,
+        /// The request the process replays.
+        request_id: String,
+    },
     /// Leader election on the operator's Lease failed.
     #[error("leader election on Lease {namespace}/{name}: {source}")]
     Lease {
@@ -103,6 +116,27 @@ impl Error {
         }
     }
 
+    /// The error for people (a condition's message, an Event's note): like its `Display`, but an
+    /// API server's refusal as `code reason: message` instead of the client's debug dump.
+    pub fn for_users(&self) -> String {
+        match self {
+            Self::Kube {
+                action,
+                kind,
+                namespace,
+                name,
+                source,
+            } => match source.as_ref() {
+                kube::Error::Api(status) => format!(
+                    "{action} {kind} {namespace}/{name}: {} {}: {}",
+                    status.code, status.reason, status.message
+                ),
+                other => format!("{action} {kind} {namespace}/{name}: {other}"),
+            },
+            other => other.to_string(),
+        }
+    }
+
     /// A short, bounded label for metrics (never an object name).
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -116,6 +150,7 @@ impl Error {
                 _ => "kube_other",
             },
             Self::ReplaySuperseded { .. } => "replay_superseded",
+            Self::ReplayNotRecordedYet { .. } => "replay_not_recorded_yet",
             Self::ReplayJobTaken { .. } => "replay_job_taken",
             Self::Lease { .. } => "lease",
             Self::Event { .. } => "event",

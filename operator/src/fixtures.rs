@@ -1,7 +1,8 @@
 //! Test helpers: sample Projections and a mocked API server (controller-rs style) that asserts
 //! the method, URI and body of every request, in order, and answers as an API server would.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
@@ -62,6 +63,7 @@ impl Projection {
                 image: "registry.example/eventline:1.0.0".into(),
                 image_pull_policy: ImagePullPolicy::IfNotPresent,
                 replicas: 2,
+                image_pull_secrets: Vec::new(),
                 resources: None,
                 source: Source {
                     store: StoreSource {
@@ -73,10 +75,13 @@ impl Projection {
                     kafka: KafkaSource {
                         bootstrap_servers: "kafka-0.kafka:9092,kafka-1.kafka:9092".into(),
                         topic_prefix: "eventline".into(),
+                        topic_partitions: None,
+                        topic_replication: None,
                     },
                 },
                 target: postgres_target(),
                 replay: None,
+                replay_history_limit: 3,
             },
         );
         let meta = p.meta_mut();
@@ -97,6 +102,7 @@ impl Projection {
             request_id: request_id.into(),
             target,
             strategy: ReplayStrategy::BlueGreen,
+            active_deadline_seconds: 6 * 3600,
         });
         self
     }
@@ -172,6 +178,29 @@ impl Exchange {
         })
     }
 
+    /// Expects a server-side apply (forced, our field manager) at `path`, applied to `live` as
+    /// the API server would (defaults, ownership, validation; see [`LiveObjects`]); asserts the
+    /// body equals `expected` when given; the stored object, passed through `answer`, is the
+    /// response. A refused apply is answered with 422.
+    pub fn apply_live(
+        path: &str,
+        live: &LiveObjects,
+        expected: Option<Value>,
+        answer: impl FnOnce(Value) -> Value + Send + 'static,
+    ) -> Self {
+        let uri = format!("{path}?&force=true&fieldManager=eventline-operator");
+        let (path, live) = (path.to_owned(), live.clone());
+        Self::new(Method::PATCH, uri, move |body| {
+            if let Some(expected) = expected {
+                assert_eq!(body, &expected, "server-side apply body for {path}");
+            }
+            match live.apply(&path, body) {
+                Ok(object) => ok(&answer(object)),
+                Err(message) => invalid(&message),
+            }
+        })
+    }
+
     /// Expects a server-side apply of `expected` and echoes the body back.
     pub fn apply_echo(path: &str, expected: Value) -> Self {
         Self::apply(path, expected.clone(), expected)
@@ -208,6 +237,173 @@ pub fn api_error(code: u16, reason: &str) -> Response<Body> {
             "message": reason, "reason": reason, "code": code
         }),
     )
+}
+
+/// The API server's limits on the objects the operator sends, enforced on every request body the
+/// verifier sees (a refused request is answered with 422 Invalid, as the API server would):
+/// - an Event's `note` is at most 1024 bytes (events.k8s.io/v1 validation);
+/// - an object's `metadata.name` is at most 63 characters (the rule for Jobs, whose name becomes
+///   a pod label value; stricter than the API server for the other kinds the operator names,
+///   whose limit is 253) — Events are exempt, their names are generated;
+/// - every label value (`metadata.labels`, a pod template's labels, a selector's `matchLabels`)
+///   is at most 63 characters.
+pub fn api_server_rules(uri: &str, body: &Value) -> Option<String> {
+    if uri.starts_with("/apis/events.k8s.io/") {
+        if let Some(note) = body["note"].as_str()
+            && note.len() > 1024
+        {
+            return Some(format!(
+                "note: Too long: may not be more than 1024 bytes (got {})",
+                note.len()
+            ));
+        }
+        return None;
+    }
+    if let Some(name) = body["metadata"]["name"].as_str()
+        && name.chars().count() > 63
+    {
+        return Some(format!(
+            "metadata.name: Invalid value: {name:?}: must be no more than 63 characters"
+        ));
+    }
+    for (path, labels) in [
+        ("metadata.labels", &body["metadata"]["labels"]),
+        (
+            "spec.template.metadata.labels",
+            &body["spec"]["template"]["metadata"]["labels"],
+        ),
+        (
+            "spec.selector.matchLabels",
+            &body["spec"]["selector"]["matchLabels"],
+        ),
+    ] {
+        for (key, value) in labels.as_object().into_iter().flatten() {
+            if let Some(value) = value.as_str()
+                && value.chars().count() > 63
+            {
+                return Some(format!(
+                    "{path}: Invalid value: {value:?}: a label value ({key}) must be no more than 63 characters"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// An `Invalid` (422) answer, as the API server gives for a failed validation.
+pub fn invalid(message: &str) -> Response<Body> {
+    respond(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": "Invalid", "code": 422
+        }),
+    )
+}
+
+/// Objects as a server-side apply leaves them, for scenarios that span reconciliations: what the
+/// API server defaults is owned by no field manager and stays when a later apply does not send
+/// it; a field the operator's manager applied before and no longer sends is removed.
+///
+/// Modelled: one field manager ([`crate::FIELD_MANAGER`]); maps merge key by key, lists and
+/// scalars are replaced whole; a Deployment's defaulted `spec.strategy` (`RollingUpdate` with
+/// `rollingUpdate` 25 %/25 %, added when `type` is missing or `RollingUpdate`) and the
+/// validation that `Recreate` has no `rollingUpdate`.
+#[derive(Clone, Debug, Default)]
+pub struct LiveObjects(Arc<Mutex<HashMap<String, LiveObject>>>);
+
+#[derive(Clone, Debug, Default)]
+struct LiveObject {
+    object: Value,
+    /// Field paths (maps and leaves) the operator's manager applied last time.
+    owned: BTreeSet<Vec<String>>,
+}
+
+fn field_paths(value: &Value, prefix: &mut Vec<String>, out: &mut BTreeSet<Vec<String>>) {
+    if let Some(map) = value.as_object() {
+        for (key, child) in map {
+            prefix.push(key.clone());
+            out.insert(prefix.clone());
+            field_paths(child, prefix, out);
+            prefix.pop();
+        }
+    }
+}
+
+fn remove_path(value: &mut Value, path: &[String]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = value;
+    for key in parents {
+        match node.get_mut(key) {
+            Some(child) => node = child,
+            None => return,
+        }
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.remove(last);
+    }
+}
+
+fn merge(live: &mut Value, applied: &Value) {
+    match (live.as_object_mut(), applied.as_object()) {
+        (Some(live), Some(applied)) => {
+            for (key, value) in applied {
+                merge(live.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        _ => *live = applied.clone(),
+    }
+}
+
+fn default_deployment(object: &mut Value) {
+    let spec = &mut object["spec"];
+    if !spec.is_object() {
+        return;
+    }
+    if spec["strategy"]["type"].is_null() {
+        spec["strategy"]["type"] = json!("RollingUpdate");
+    }
+    if spec["strategy"]["type"] == "RollingUpdate" && spec["strategy"]["rollingUpdate"].is_null() {
+        spec["strategy"]["rollingUpdate"] = json!({"maxSurge": "25%", "maxUnavailable": "25%"});
+    }
+}
+
+fn validate_deployment(object: &Value) -> Result<(), String> {
+    let strategy = &object["spec"]["strategy"];
+    if strategy["type"] == "Recreate" && !strategy["rollingUpdate"].is_null() {
+        return Err(format!(
+            "Deployment.apps {:?} is invalid: spec.strategy.rollingUpdate: Forbidden: may not be specified when strategy `type` is 'Recreate'",
+            object["metadata"]["name"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+impl LiveObjects {
+    /// Applies `body` to the object at `path` as the API server would; `Err` is the 422 message.
+    pub fn apply(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let mut objects = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = objects.entry(path.to_owned()).or_default();
+        let mut applied = BTreeSet::new();
+        field_paths(body, &mut Vec::new(), &mut applied);
+        let mut next = live.object.clone();
+        if next.is_null() {
+            next = json!({});
+        }
+        for gone in live.owned.difference(&applied) {
+            remove_path(&mut next, gone);
+        }
+        merge(&mut next, body);
+        if body["kind"] == "Deployment" {
+            default_deployment(&mut next);
+            validate_deployment(&next)?;
+        }
+        live.object = next.clone();
+        live.owned = applied;
+        Ok(next)
+    }
 }
 
 /// The mocked API server side of a test client.
@@ -249,7 +445,11 @@ impl ApiServerVerifier {
                 } else {
                     serde_json::from_slice(&bytes).expect("request body is JSON")
                 };
-                send.send_response((exchange.answer)(&body));
+                let response = match api_server_rules(&exchange.uri, &body) {
+                    Some(refusal) => invalid(&refusal),
+                    None => (exchange.answer)(&body),
+                };
+                send.send_response(response);
                 bodies.push(body);
             }
             bodies

@@ -26,16 +26,16 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -58,6 +58,9 @@ pub const STEADY_REQUEUE: Duration = Duration::from_secs(5 * 60);
 pub const DEBOUNCE: Duration = Duration::from_secs(1);
 /// Delay before a waiting replay request starts once the previous replay has finished.
 pub const QUEUED_REPLAY_DELAY: Duration = Duration::from_secs(1);
+/// How soon a Projection whose replay Job is pending is looked at again: nothing else changes
+/// while its pod waits (an image that cannot be pulled), and the reason should show soon.
+pub const PENDING_REPLAY_RECHECK: Duration = Duration::from_secs(15);
 /// First retry delay after a failed reconciliation; doubles per consecutive failure.
 pub const FIRST_RETRY: Duration = Duration::from_secs(5);
 
@@ -134,16 +137,52 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
         return Ok(Action::await_change());
     }
     let owner = Owner::of(&p)?;
+    match reconcile_owned(&p, &owner, &ctx).await {
+        Ok(action) => {
+            ctx.clear_failures(&key(&p));
+            Ok(action)
+        }
+        Err(error) => {
+            record_error(&ctx, &p, &owner, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// Says why a reconciliation failed where users and GitOps tools look: a `Reconciled` condition
+/// (False, the bounded error text) applied under the operator's field manager together with
+/// everything else it owns, unchanged (so nothing it owns is dropped), and a Warning Event. Best
+/// effort: when the API server cannot take these either, the error is only logged and counted.
+/// The next successful status apply leaves the condition out, which removes it.
+async fn record_error(ctx: &Context, p: &Projection, owner: &Owner, error: &Error) {
+    let previous = p.status.clone().unwrap_or_default();
+    let message = error.for_users();
+    let recorded =
+        status::with_reconcile_error(&previous, p.metadata.generation, &message, (ctx.clock)());
+    if let Err(status_error) = patch_status(ctx, owner, &recorded).await {
+        debug!(error = %status_error, "recording the reconcile error in the status failed");
+    }
+    let event = Event {
+        type_: EventType::Warning,
+        reason: status::RECONCILE_FAILED.into(),
+        note: Some(message),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    publish_events(ctx, p, owner, vec![event]).await;
+}
+
+async fn reconcile_owned(p: &Projection, owner: &Owner, ctx: &Context) -> Result<Action> {
     let client = &ctx.client;
     let ns = owner.namespace.as_str();
     let apply = PatchParams::apply(FIELD_MANAGER).force();
 
     let sa: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    apply_object(&sa, &apply, &resources::replay_service_account(&p)?).await?;
+    apply_object(&sa, &apply, &resources::replay_service_account(p)?).await?;
     let roles: Api<Role> = Api::namespaced(client.clone(), ns);
-    apply_object(&roles, &apply, &resources::replay_role(&p)?).await?;
+    apply_object(&roles, &apply, &resources::replay_role(p)?).await?;
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
-    apply_object(&bindings, &apply, &resources::replay_role_binding(&p)?).await?;
+    apply_object(&bindings, &apply, &resources::replay_role_binding(p)?).await?;
 
     let previous = p.status.clone().unwrap_or_default();
     let mut active = previous
@@ -169,7 +208,7 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
     };
     let replay = match tracked {
         Some(tracked) => {
-            Some(observe_replay(&p, &owner, &tracked, &previous, &active, &ctx, &mut events).await?)
+            Some(observe_replay(p, owner, &tracked, &previous, &active, ctx, &mut events).await?)
         }
         // Nothing runs: keep the last replay's record (server-side apply would drop it otherwise).
         None => previous.replay.as_ref().map(status::operator_owned_replay),
@@ -188,12 +227,19 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
     let deployment = apply_object(
         &deployments,
         &apply,
-        &resources::projector_deployment(&p, &active)?,
+        &resources::projector_deployment(p, &active)?,
     )
     .await?;
 
+    let replay_finished_now = events
+        .iter()
+        .any(|e| e.reason == "ReplaySucceeded" || e.reason == "ReplayFailed");
+    if replay_finished_now {
+        prune_replay_jobs(ctx, owner, p.spec.replay_history_limit).await;
+    }
+
     let new_status = status::compute(Observed {
-        projection: &p,
+        projection: p,
         deployment: Some(&deployment),
         replay: replay.as_ref(),
         active_target: &active,
@@ -220,20 +266,8 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
             secondary: None,
         });
     }
-    let reference = p.object_ref(&());
-    for event in &events {
-        ctx.recorder
-            .publish(event, &reference)
-            .await
-            .map_err(|source| Error::Event {
-                reason: event.reason.clone(),
-                namespace: owner.namespace.clone(),
-                name: owner.name.clone(),
-                source: Box::new(source),
-            })?;
-    }
-    patch_status(&ctx, &owner, &new_status).await?;
-    ctx.clear_failures(&key(&p));
+    publish_events(ctx, p, owner, events).await;
+    patch_status(ctx, owner, &new_status).await?;
     let previous_finished = replay
         .as_ref()
         .is_some_and(|r| r.phase.is_some_and(ReplayPhase::is_finished));
@@ -241,7 +275,86 @@ pub async fn reconcile(p: Arc<Projection>, ctx: Arc<Context>) -> Result<Action> 
         // The waiting request can start now.
         return Ok(Action::requeue(QUEUED_REPLAY_DELAY));
     }
+    if replay
+        .as_ref()
+        .is_some_and(|r| r.phase == Some(ReplayPhase::Pending))
+    {
+        return Ok(Action::requeue(PENDING_REPLAY_RECHECK));
+    }
     Ok(Action::requeue(STEADY_REQUEUE))
+}
+
+/// Publishes `events` about `p`, best effort: an Event the API server refuses (or cannot take
+/// right now) is logged and counted, and never keeps the status from being written, which
+/// records the same transition for good. Notes are cut to the API server's 1 KiB limit; the
+/// whole text is in the status.
+async fn publish_events(ctx: &Context, p: &Projection, owner: &Owner, events: Vec<Event>) {
+    let reference = p.object_ref(&());
+    for mut event in events {
+        event.note = event
+            .note
+            .map(|note| status::bounded(&note, status::EVENT_NOTE_MAX_BYTES));
+        if let Err(source) = ctx.recorder.publish(&event, &reference).await {
+            let error = Error::Event {
+                reason: event.reason.clone(),
+                namespace: owner.namespace.clone(),
+                name: owner.name.clone(),
+                source: Box::new(source),
+            };
+            ctx.metrics.reconcile_failed(&error);
+            warn!(%error, "publishing an Event failed; the status records the change");
+        }
+    }
+}
+
+/// Deletes the Projection's finished replay Jobs beyond the newest `keep` (by finish time), with
+/// their pods. Run when a replay finishes; best effort: a failure (e.g. RBAC without `delete` on
+/// jobs) is logged, and the next finished replay tries again. A Job still running is never
+/// deleted, and the status keeps the last replay's record whatever is deleted.
+async fn prune_replay_jobs(ctx: &Context, owner: &Owner, keep: i32) {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let selector = resources::replay_jobs_selector(&owner.name);
+    let listed = match jobs.list(&ListParams::default().labels(&selector)).await {
+        Ok(listed) => listed.items,
+        Err(error) => {
+            warn!(%error, "listing finished replay Jobs failed; they are kept");
+            return;
+        }
+    };
+    let mut finished: Vec<(Timestamp, String)> = listed
+        .iter()
+        .filter(|job| {
+            job.owner_references()
+                .iter()
+                .any(|r| r.uid == owner.reference.uid)
+        })
+        .filter_map(|job| {
+            let finished_at = match JobState::of(job) {
+                JobState::Succeeded { finished_at } | JobState::Failed { finished_at, .. } => {
+                    finished_at
+                }
+                JobState::Pending | JobState::Running => return None,
+            };
+            let at = finished_at
+                .or_else(|| job.metadata.creation_timestamp.clone())
+                .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
+            Some((at, job.name_any()))
+        })
+        .collect();
+    finished.sort_by(|a, b| b.cmp(a));
+    let keep = usize::try_from(keep).unwrap_or(0);
+    let beyond: Vec<String> = finished
+        .into_iter()
+        .skip(keep)
+        .map(|(_, name)| name)
+        .collect();
+    // Oldest first: a deletion cut short leaves the newer ones.
+    for name in beyond.into_iter().rev() {
+        match jobs.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => info!(job = %name, "deleted an old finished replay Job"),
+            Err(error) => warn!(job = %name, %error, "deleting an old finished replay Job failed"),
+        }
+    }
 }
 
 /// The replay request a reconciliation follows.
@@ -292,6 +405,7 @@ async fn observe_replay(
     let kube_err = |action: &'static str| Error::kube(action, "Job", ns, job_name.clone());
 
     let mut job = jobs.get_opt(&job_name).await.map_err(kube_err("get"))?;
+    let mut created_now = false;
     if let Some(found) = &job {
         let owner_id = found
             .annotations()
@@ -310,6 +424,7 @@ async fn observe_replay(
         if let Some(built) = resources::replay_job(p, active)? {
             job = match jobs.create(&PostParams::default(), &built).await {
                 Ok(created) => {
+                    created_now = true;
                     info!(request_id = %request.request_id, job = %job_name, "replay Job created");
                     events.push(Event {
                         type_: EventType::Normal,
@@ -344,14 +459,33 @@ async fn observe_replay(
                 .and_then(|r| r.target.clone())
                 .or_else(|| request.target.cloned())
                 .unwrap_or_else(|| active.clone());
+            let state = JobState::of(&job);
+            // A Job just created has no pod to ask yet.
+            let pending_reason = if state == JobState::Pending && !created_now {
+                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+                let selector = format!("{}={job_name}", resources::JOB_NAME_LABEL);
+                let listed = pods
+                    .list(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(Error::kube("list pods of", "Job", ns, job_name.clone()))?;
+                status::pending_reason(&listed.items)
+            } else if matches!(state, JobState::Failed { .. }) {
+                // Why it never started, when the deadline ended it while pending.
+                known.and_then(|r| r.pending_reason.clone())
+            } else {
+                None
+            };
             let observation = ReplayObservation {
                 request_id: request.request_id.to_owned(),
                 job_name: job_name.clone(),
                 target,
-                state: JobState::of(&job),
+                state,
                 started_at: job.status.as_ref().and_then(|s| s.start_time.clone()),
             };
-            status::replay_status(&observation, reported_error)
+            ReplayStatus {
+                pending_reason,
+                ..status::replay_status(&observation, reported_error)
+            }
         }
         None => match known {
             Some(r) if r.phase.is_some_and(ReplayPhase::is_finished) => {
@@ -514,9 +648,14 @@ pub async fn run(
     let jobs: Api<Job> = scoped(client, namespace);
     let owned =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=eventline-operator");
-    Controller::new(projections, watcher::Config::default())
-        // Every status write (ours, and each progress report of a replay) is a change too:
-        // collapse bursts into one reconciliation.
+    let (reader, writer) = reflector::store();
+    let projection_changes = watcher(projections, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(triggers(projection_changes), reader)
+        // Bursts of changes (a spec edit, the Deployment's and Jobs' status) make one
+        // reconciliation.
         .with_config(ControllerConfig::default().debounce(DEBOUNCE))
         .owns(deployments, owned.clone())
         .owns(jobs, owned)
@@ -525,10 +664,24 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => debug!(namespace = object.namespace.as_deref().unwrap_or_default(), projection = %object.name, "reconciled"),
-                Err(error) => debug!(%error, "controller"),
+                // A watch that fails (RBAC, a CRD removed, the API server gone) stops the
+                // operator from seeing changes: say so at warn, it retries with backoff.
+                Err(error) => warn!(%error, "controller"),
             }
         })
         .await;
+}
+
+/// The Projection changes that start a reconciliation: a new object and every spec change
+/// (`metadata.generation`), not status-only changes. Projector pods publish their lag every 15 s
+/// per replica and replays their progress every second; each would otherwise cost a full
+/// reconciliation of five requests. Nothing the operator computes depends on those fields; the
+/// Deployment and Job watches and the periodic requeue bring everything else.
+pub fn triggers<S>(changes: S) -> impl Stream<Item = Result<Projection, watcher::Error>> + Send
+where
+    S: Stream<Item = Result<Projection, watcher::Error>> + Send,
+{
+    changes.predicate_filter(predicates::generation, PredicateConfig::default())
 }
 
 fn scoped<K>(client: Client, namespace: Option<&str>) -> Api<K>

@@ -17,7 +17,9 @@
 //! is the process's own account. `requestId` fences stale publishers: the operator sets it
 //! (forced) when it starts a Job for a new request, and this module applies without force, so a
 //! process still reporting for an older request gets a conflict
-//! ([`Error::ReplaySuperseded`]) instead of overwriting the new replay's progress. When the
+//! ([`Error::ReplaySuperseded`]) instead of overwriting the new replay's progress. A conflict
+//! that comes only because the operator has not recorded this request yet
+//! ([`Error::ReplayNotRecordedYet`]) is transient: the next report tries again. When the
 //! operator starts a new request it also removes the previous request's progress fields.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -105,8 +107,14 @@ pub fn status_apply_body(request_id: &str, report: &ReplayProgressReport) -> Val
 /// on the status subresource, field manager [`REPLAY_FIELD_MANAGER`], without force.
 ///
 /// Fails with [`Error::ReplaySuperseded`] when the Projection's replay is now another request
-/// (the caller should stop reporting), and with [`Error::Kube`] on any other API error (the
-/// caller may retry at its next report).
+/// (the caller should stop reporting), with [`Error::ReplayNotRecordedYet`] when the conflict
+/// only means the operator has not recorded this request in the status yet, and with
+/// [`Error::Kube`] on any other API error (the caller retries both at its next report).
+///
+/// A conflict alone does not tell the two apart: the operator owns `status.replay.requestId`, so
+/// a report conflicts both when a newer request replaced this one and when the operator's
+/// status write for this request is still to come (delayed by a retry). The Projection tells:
+/// this request is superseded only when neither `spec.replay` nor `status.replay` names it.
 pub async fn publish_replay_status(
     client: &kube::Client,
     namespace: &str,
@@ -125,11 +133,36 @@ pub async fn publish_replay_status(
         .await
     {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Err(Error::ReplaySuperseded {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            request_id: request_id.to_owned(),
-        }),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let current = api.get_status(name).await.map_err(Error::kube(
+                "read the status of",
+                "Projection",
+                namespace,
+                name,
+            ))?;
+            let requested = current.spec.replay.as_ref().map(|r| r.request_id.as_str());
+            let recorded = current
+                .status
+                .as_ref()
+                .and_then(|s| s.replay.as_ref())
+                .map(|r| r.request_id.as_str());
+            let (namespace, name, request_id) =
+                (namespace.to_owned(), name.to_owned(), request_id.to_owned());
+            let ours = Some(request_id.as_str());
+            if requested != ours && recorded != ours {
+                Err(Error::ReplaySuperseded {
+                    namespace,
+                    name,
+                    request_id,
+                })
+            } else {
+                Err(Error::ReplayNotRecordedYet {
+                    namespace,
+                    name,
+                    request_id,
+                })
+            }
+        }
         Err(source) => Err(Error::kube(
             "publish replay progress to",
             "Projection",

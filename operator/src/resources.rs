@@ -6,12 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    HTTPGetAction, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -102,6 +104,9 @@ pub fn replay_job_name(projection: &str, request_id: &str) -> String {
     format!("{projection}-replay-{}", hash8(request_id))
 }
 
+/// The label the Job controller puts on a Job's pods, naming the Job.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
 /// Name of the ServiceAccount, Role and RoleBinding that may publish into this Projection's
 /// status (and nothing else): used by the replay Jobs and the projector pods.
 pub fn replay_rbac_name(projection: &str) -> String {
@@ -116,6 +121,16 @@ pub fn consumer_group_prefix(namespace: &str, projection: &str, target: &Target)
 /// Labels of the projector Deployment and its pods.
 pub fn projector_labels(projection: &str) -> BTreeMap<String, String> {
     labels("eventline-projector", projection)
+}
+
+/// Labels of a Projection's replay Jobs and their pods.
+pub fn replay_labels(projection: &str) -> BTreeMap<String, String> {
+    labels("eventline-replay", projection)
+}
+
+/// Label selector of a Projection's replay Jobs.
+pub fn replay_jobs_selector(projection: &str) -> String {
+    format!("app.kubernetes.io/name=eventline-replay,{PROJECTION_LABEL}={projection}")
 }
 
 fn labels(app: &str, projection: &str) -> BTreeMap<String, String> {
@@ -187,6 +202,11 @@ fn runtime_default_seccomp() -> SeccompProfile {
     }
 }
 
+/// `spec.imagePullSecrets`, for every pod that runs `spec.image`.
+fn image_pull_secrets(p: &Projection) -> Option<Vec<LocalObjectReference>> {
+    (!p.spec.image_pull_secrets.is_empty()).then(|| p.spec.image_pull_secrets.clone())
+}
+
 /// A writable `/tmp`: the root filesystem is read-only.
 fn tmp_volume() -> (Volume, VolumeMount) {
     (
@@ -215,6 +235,28 @@ fn http_probe(path: &str) -> Probe {
     }
 }
 
+/// The projector's rollout strategy, always in full: the API server defaults any part an apply
+/// leaves out (`rollingUpdate` 25 %/25 %), owned by no field manager, so it would survive a later
+/// apply of `Recreate` and make the API server refuse it. Applying `rollingUpdate` ourselves makes
+/// it ours, and server-side apply removes it when a later apply (`Recreate`) leaves it out.
+fn rollout_strategy(target: &Target) -> DeploymentStrategy {
+    if target.type_ == TargetType::Sqlite {
+        // SQLite has one writer: never run an old and a new pod side by side during a rollout.
+        DeploymentStrategy {
+            type_: Some("Recreate".to_owned()),
+            rolling_update: None,
+        }
+    } else {
+        DeploymentStrategy {
+            type_: Some("RollingUpdate".to_owned()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::String("25%".to_owned())),
+                max_unavailable: Some(IntOrString::String("25%".to_owned())),
+            }),
+        }
+    }
+}
+
 /// The live projector: `eventline project` consuming Kafka into the **active target** (the
 /// target the last successful cross-database replay moved to, else `spec.target`).
 pub fn projector_deployment(p: &Projection, active_target: &Target) -> Result<Deployment> {
@@ -234,29 +276,47 @@ pub fn projector_deployment(p: &Projection, active_target: &Target) -> Result<De
         image: Some(spec.image.clone()),
         image_pull_policy: Some(spec.image_pull_policy.as_str().to_owned()),
         args: Some(vec!["project".to_owned()]),
-        env: Some(vec![
-            env("EVENTLINE_PROJECTOR_SOURCE", "kafka"),
-            env(
-                "EVENTLINE_KAFKA_BROKERS",
-                spec.source.kafka.bootstrap_servers.clone(),
-            ),
-            env(
-                "EVENTLINE_TOPIC_PREFIX",
-                spec.source.kafka.topic_prefix.clone(),
-            ),
-            env("EVENTLINE_PROJECTIONS", spec.projection.clone()),
-            env_secret("EVENTLINE_READ_MODEL_URL", &active_target.url_secret_ref),
-            env(
-                "EVENTLINE_CONSUMER_GROUP_PREFIX",
-                consumer_group_prefix(&owner.namespace, &owner.name, active_target),
-            ),
-            env("EVENTLINE_LISTEN_ADDR", format!("0.0.0.0:{PROJECTOR_PORT}")),
-            env("EVENTLINE_LOG_FORMAT", "json"),
-            env(
-                "EVENTLINE_PROJECTOR_REPORT_TO",
-                format!("{}/{}", owner.namespace, owner.name),
-            ),
-        ]),
+        env: Some(
+            vec![
+                env("EVENTLINE_PROJECTOR_SOURCE", "kafka"),
+                env(
+                    "EVENTLINE_KAFKA_BROKERS",
+                    spec.source.kafka.bootstrap_servers.clone(),
+                ),
+                env(
+                    "EVENTLINE_TOPIC_PREFIX",
+                    spec.source.kafka.topic_prefix.clone(),
+                ),
+                env("EVENTLINE_PROJECTIONS", spec.projection.clone()),
+            ]
+            .into_iter()
+            .chain(
+                spec.source
+                    .kafka
+                    .topic_partitions
+                    .map(|n| env("EVENTLINE_TOPIC_PARTITIONS", n.to_string())),
+            )
+            .chain(
+                spec.source
+                    .kafka
+                    .topic_replication
+                    .map(|n| env("EVENTLINE_TOPIC_REPLICATION", n.to_string())),
+            )
+            .chain([
+                env_secret("EVENTLINE_READ_MODEL_URL", &active_target.url_secret_ref),
+                env(
+                    "EVENTLINE_CONSUMER_GROUP_PREFIX",
+                    consumer_group_prefix(&owner.namespace, &owner.name, active_target),
+                ),
+                env("EVENTLINE_LISTEN_ADDR", format!("0.0.0.0:{PROJECTOR_PORT}")),
+                env("EVENTLINE_LOG_FORMAT", "json"),
+                env(
+                    "EVENTLINE_PROJECTOR_REPORT_TO",
+                    format!("{}/{}", owner.namespace, owner.name),
+                ),
+            ])
+            .collect(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
             container_port: PROJECTOR_PORT,
@@ -275,11 +335,7 @@ pub fn projector_deployment(p: &Projection, active_target: &Target) -> Result<De
         ("prometheus.io/port".to_owned(), PROJECTOR_PORT.to_string()),
         ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
     ]);
-    // SQLite has one writer: never run an old and a new pod side by side during a rollout.
-    let strategy = (active_target.type_ == TargetType::Sqlite).then(|| DeploymentStrategy {
-        type_: Some("Recreate".to_owned()),
-        ..DeploymentStrategy::default()
-    });
+    let strategy = Some(rollout_strategy(active_target));
     Ok(Deployment {
         metadata: owner.meta(deployment_name(&owner.name), labels.clone()),
         spec: Some(DeploymentSpec {
@@ -300,6 +356,7 @@ pub fn projector_deployment(p: &Projection, active_target: &Target) -> Result<De
                     // The projector publishes its lag and dead-letter count into this
                     // Projection's status, with the account allowed only that.
                     service_account_name: Some(replay_rbac_name(&owner.name)),
+                    image_pull_secrets: image_pull_secrets(p),
                     security_context: Some(pod_security_context()),
                     volumes: Some(vec![volume]),
                     ..PodSpec::default()
@@ -357,6 +414,9 @@ pub fn replay_job(p: &Projection, active_target: &Target) -> Result<Option<Job>>
         spec: Some(JobSpec {
             // A replay checkpoints as it goes: a retry continues where the last pod stopped.
             backoff_limit: Some(3),
+            // Counted from the Job's start, pending pods included: a pod that can never start
+            // fails the Job instead of blocking every later replay request.
+            active_deadline_seconds: Some(replay.active_deadline_seconds),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels("eventline-replay", &owner.name)),
@@ -366,6 +426,7 @@ pub fn replay_job(p: &Projection, active_target: &Target) -> Result<Option<Job>>
                     containers: vec![container],
                     restart_policy: Some("Never".to_owned()),
                     service_account_name: Some(replay_rbac_name(&owner.name)),
+                    image_pull_secrets: image_pull_secrets(p),
                     security_context: Some(pod_security_context()),
                     volumes: Some(vec![volume]),
                     ..PodSpec::default()

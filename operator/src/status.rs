@@ -9,6 +9,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -148,7 +149,88 @@ pub fn operator_owned_replay(previous: &ReplayStatus) -> ReplayStatus {
         started_at: previous.started_at.clone(),
         finished_at: previous.finished_at.clone(),
         error: previous.error.clone(),
+        pending_reason: previous.pending_reason.clone(),
         ..ReplayStatus::default()
+    }
+}
+
+/// Why a replay Job's pod has not started, from its pods: a container's waiting reason and
+/// message (`ImagePullBackOff`, `ErrImagePull`, `CreateContainerConfigError`), else an
+/// unschedulable pod's reason. `None` while it is only being created or scheduled.
+pub fn pending_reason(pods: &[Pod]) -> Option<String> {
+    let describe = |reason: &str, message: Option<&String>| match message {
+        Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+        _ => reason.to_owned(),
+    };
+    let waiting = pods.iter().find_map(|pod| {
+        let status = pod.status.as_ref()?;
+        status
+            .init_container_statuses
+            .iter()
+            .chain(status.container_statuses.iter())
+            .flatten()
+            .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+            .find_map(|w| {
+                let reason = w.reason.as_deref()?;
+                let ordinary = matches!(reason, "ContainerCreating" | "PodInitializing");
+                (!ordinary).then(|| describe(reason, w.message.as_ref()))
+            })
+    });
+    waiting.or_else(|| {
+        pods.iter().find_map(|pod| {
+            pod.status
+                .as_ref()?
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+                .map(|c| {
+                    describe(
+                        c.reason.as_deref().unwrap_or("Unschedulable"),
+                        c.message.as_ref(),
+                    )
+                })
+        })
+    })
+}
+
+/// Condition type (and Event reason): the last reconciliation failed. Present only while it
+/// fails.
+pub const RECONCILED: &str = "Reconciled";
+/// Reason of a False [`RECONCILED`] condition, and of the Warning Event.
+pub const RECONCILE_FAILED: &str = "ReconcileFailed";
+
+/// The operator-owned part of `previous` (everything the replay process and the projector pods
+/// publish left out, so a forced apply of it takes nothing of theirs), with a False
+/// [`RECONCILED`] condition carrying `error`. Its transition time stays while it keeps failing.
+pub fn with_reconcile_error(
+    previous: &ProjectionStatus,
+    generation: Option<i64>,
+    error: &str,
+    now: Timestamp,
+) -> ProjectionStatus {
+    let mut condition = cond(RECONCILED, false, RECONCILE_FAILED, error.to_owned());
+    condition.observed_generation = generation;
+    condition.last_transition_time = previous
+        .conditions
+        .iter()
+        .find(|c| c.type_ == RECONCILED && c.status == "False")
+        .map_or(Time(now), |c| c.last_transition_time.clone());
+    let mut conditions: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != RECONCILED)
+        .cloned()
+        .collect();
+    conditions.push(condition);
+    ProjectionStatus {
+        observed_generation: previous.observed_generation,
+        phase: previous.phase,
+        conditions,
+        active_target: previous.active_target.clone(),
+        replay: previous.replay.as_ref().map(operator_owned_replay),
+        lag_events: None,
+        dead_letters: None,
     }
 }
 
@@ -184,6 +266,19 @@ pub fn compute(o: Observed<'_>) -> ProjectionStatus {
         .and_then(|d| d.status.clone())
         .unwrap_or_default();
     let available = dep_status.available_replicas.unwrap_or(0);
+    // The API server omits zero counts.
+    let updated = dep_status.updated_replicas.unwrap_or(0);
+    let pods = dep_status.replicas.unwrap_or(0);
+    let generation_seen = match (
+        o.deployment.and_then(|d| d.metadata.generation),
+        dep_status.observed_generation,
+    ) {
+        (Some(generation), Some(observed)) => {
+            (observed >= generation).then_some(()).ok_or(generation)
+        }
+        (Some(generation), None) => Err(generation),
+        (None, _) => Ok(()),
+    };
     let stuck = dep_status.conditions.iter().flatten().find(|c| {
         c.type_ == "Progressing"
             && c.status == "False"
@@ -200,6 +295,29 @@ pub fn compute(o: Observed<'_>) -> ProjectionStatus {
             true,
             "ScaledToZero",
             "spec.replicas is 0: no projector pod runs".to_owned(),
+        )
+    } else if let Err(generation) = generation_seen {
+        // As `kubectl rollout status`: first the Deployment controller must see the new
+        // template, then every pod must run it, then the old ones must be gone.
+        cond(
+            READY,
+            false,
+            "RolloutInProgress",
+            format!("the Deployment controller has not observed generation {generation} yet"),
+        )
+    } else if updated < desired {
+        cond(
+            READY,
+            false,
+            "RolloutInProgress",
+            format!("{updated}/{desired} projector pods run the current template"),
+        )
+    } else if pods > updated {
+        cond(
+            READY,
+            false,
+            "RolloutInProgress",
+            format!("{} old projector pod(s) still running", pods - updated),
         )
     } else if available >= desired {
         cond(
@@ -226,17 +344,24 @@ pub fn compute(o: Observed<'_>) -> ProjectionStatus {
             } else {
                 "ReplayRunning"
             },
-            match o.queued_request {
-                Some(next) => format!(
-                    "replay {} runs in Job {}; replay {next} starts when it has finished",
-                    r.request_id,
-                    r.job_name.as_deref().unwrap_or("?")
-                ),
-                None => format!(
+            {
+                let mut message = format!(
                     "replay {} runs in Job {}",
                     r.request_id,
                     r.job_name.as_deref().unwrap_or("?")
-                ),
+                );
+                if let Some(why) = r
+                    .pending_reason
+                    .as_deref()
+                    .filter(|_| phase == ReplayPhase::Pending)
+                {
+                    message.push_str("; its pod waits: ");
+                    message.push_str(why);
+                }
+                if let Some(next) = o.queued_request {
+                    message.push_str(&format!("; replay {next} starts when it has finished"));
+                }
+                message
             },
         ),
         (Some(r), Some(ReplayPhase::Succeeded)) => cond(
@@ -334,12 +459,33 @@ pub fn compute(o: Observed<'_>) -> ProjectionStatus {
     }
 }
 
+/// The API server's limit on an Event's `note`.
+pub const EVENT_NOTE_MAX_BYTES: usize = 1024;
+/// The API server's limit on a condition's `message`.
+pub const CONDITION_MESSAGE_MAX_BYTES: usize = 32 * 1024;
+
+/// `text` cut to at most `max_bytes` bytes on a character boundary, ending in `…` when cut, so
+/// that the API server accepts it (Event notes, condition messages) and a reader sees it was cut.
+pub fn bounded(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_owned();
+    }
+    const ELLIPSIS: char = '…';
+    let mut end = max_bytes.saturating_sub(ELLIPSIS.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = text[..end].to_owned();
+    cut.push(ELLIPSIS);
+    cut
+}
+
 fn cond(type_: &str, status: bool, reason: &str, message: String) -> Condition {
     Condition {
         type_: type_.to_owned(),
         status: if status { "True" } else { "False" }.to_owned(),
         reason: reason.to_owned(),
-        message,
+        message: bounded(&message, CONDITION_MESSAGE_MAX_BYTES),
         observed_generation: None,
         last_transition_time: Time(Timestamp::UNIX_EPOCH),
     }

@@ -242,3 +242,25 @@ fn some_pods_missing_is_progressing_until_the_deadline() {
     assert_eq!(health_status, "Progressing");
     assert_eq!(message, "1/2 projector pods available");
 }
+
+#[test]
+fn a_failing_reconciliation_is_degraded_even_before_the_new_generation_is_observed() {
+    let mut status = running_status();
+    // The operator could not apply generation 3: its status is still that of generation 2.
+    status["observedGeneration"] = json!(2);
+    status["conditions"]
+        .as_array_mut()
+        .expect("conditions")
+        .push(condition(
+            "Reconciled",
+            false,
+            "ReconcileFailed",
+            "apply Deployment bank/accounts-projector: forbidden",
+        ));
+    let (health_status, message) = health(&projection(None, Some(status)));
+    assert_eq!(health_status, "Degraded");
+    assert_eq!(
+        message,
+        "apply Deployment bank/accounts-projector: forbidden"
+    );
+}

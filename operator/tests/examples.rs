@@ -127,32 +127,90 @@ fn unknown_fields_are_rejected() {
     assert!(found.contains("replica"), "{found}");
 }
 
+/// A SQLite file in a cluster lives in one pod (read-only root filesystem, a per-pod `/tmp`):
+/// a replay's file dies with its Job's pod and no query service can read it. Refused as the
+/// target and as a replay's target, saying why.
 #[test]
-fn cel_rule_sqlite_allows_at_most_one_replica() {
+fn cel_rule_sqlite_targets_are_refused_with_the_reason() {
+    let why = "sqlite targets are not supported by the operator";
     let mut p = valid();
     p["spec"]["target"]["type"] = json!("sqlite");
-    p["spec"]["replicas"] = json!(2);
-    let found = errors(&p).join("\n");
-    assert!(
-        found.contains("a sqlite target allows at most 1 replica"),
-        "{found}"
-    );
     p["spec"]["replicas"] = json!(1);
+    let found = errors(&p).join("\n");
+    assert!(found.contains(why), "{found}");
+
+    let mut p = projections("examples/cross-database-replay.yaml").remove(0);
     assert_eq!(errors(&p), Vec::<String>::new());
-    // Omitted replicas default to 1.
-    p["spec"].as_object_mut().expect("spec").remove("replicas");
-    assert_eq!(errors(&p), Vec::<String>::new());
+    p["spec"]["replay"]["target"]["type"] = json!("sqlite");
+    let found = errors(&p).join("\n");
+    assert!(found.contains(why), "{found}");
 }
 
 #[test]
 fn cel_rule_names_fit_the_replay_job_name() {
     let mut p = valid();
-    p["metadata"]["name"] = json!("a".repeat(49));
+    p["metadata"]["name"] = json!("a".repeat(48));
     let found = errors(&p).join("\n");
     assert!(
-        found.contains("metadata.name must be at most 48 characters"),
+        found.contains("metadata.name must be at most 47 characters"),
         "{found}"
     );
-    p["metadata"]["name"] = json!("a".repeat(48));
+    p["metadata"]["name"] = json!("a".repeat(47));
     assert_eq!(errors(&p), Vec::<String>::new());
+}
+
+/// Every name and label value the operator derives from the Projection's name, for the longest
+/// name the CRD accepts: Job names (they become the pods' `job-name` label) and label values are
+/// limited to 63 characters by the API server.
+#[test]
+fn the_longest_name_the_crd_accepts_fits_every_derived_name_and_label() {
+    use eventline_operator::resources;
+    let mut manifest = projections("examples/cross-database-replay.yaml").remove(0);
+    let longest = (1..=253)
+        .rev()
+        .find(|n| {
+            manifest["metadata"]["name"] = json!("a".repeat(*n));
+            errors(&manifest).is_empty()
+        })
+        .expect("some name is accepted");
+    let name = "a".repeat(longest);
+    manifest["metadata"]["name"] = json!(name);
+    manifest["metadata"]["namespace"] = json!("n".repeat(63));
+    manifest["metadata"]["uid"] = json!("uid");
+    let p: eventline_operator::Projection = serde_json::from_value(manifest).expect("projection");
+    let target = p.spec.target.clone();
+    let objects = [
+        serde_json::to_value(resources::projector_deployment(&p, &target).expect("deployment")),
+        serde_json::to_value(
+            resources::replay_job(&p, &target)
+                .expect("job")
+                .expect("requested"),
+        ),
+        serde_json::to_value(resources::replay_service_account(&p).expect("sa")),
+        serde_json::to_value(resources::replay_role(&p).expect("role")),
+        serde_json::to_value(resources::replay_role_binding(&p).expect("binding")),
+    ]
+    .map(|o| o.expect("json"));
+    for object in &objects {
+        let object_name = object["metadata"]["name"].as_str().expect("name");
+        assert!(
+            object_name.len() <= 63,
+            "{} {object_name} has {} characters (name {longest} long)",
+            object["kind"],
+            object_name.len()
+        );
+        for labels in [
+            &object["metadata"]["labels"],
+            &object["spec"]["template"]["metadata"]["labels"],
+            &object["spec"]["selector"]["matchLabels"],
+        ] {
+            for (key, value) in labels.as_object().into_iter().flatten() {
+                let value = value.as_str().expect("label value");
+                assert!(
+                    value.len() <= 63,
+                    "label {key}={value} is over 63 characters"
+                );
+            }
+        }
+    }
 }

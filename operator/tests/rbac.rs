@@ -1,6 +1,7 @@
-//! `deploy/rbac.yaml` is least-privilege: no wildcard anywhere, no delete, and it grants what
-//! the operator does (including everything it grants the replay Jobs: Kubernetes refuses to let
-//! a subject create a Role with permissions it does not hold itself).
+//! `deploy/rbac.yaml` is least-privilege: no wildcard anywhere, `delete` only on Jobs (old
+//! finished replay Jobs; everything else goes with its owner), and it grants what the operator
+//! does (including everything it grants the replay Jobs: Kubernetes refuses to let a subject
+//! create a Role with permissions it does not hold itself).
 
 mod common;
 
@@ -51,7 +52,7 @@ fn triple(group: &str, resource: &str, verb: &str) -> (String, String, String) {
 }
 
 #[test]
-fn no_wildcards_and_no_delete() {
+fn no_wildcards_and_delete_only_on_jobs() {
     let docs = docs();
     let rules: Vec<&Value> = docs
         .iter()
@@ -59,7 +60,7 @@ fn no_wildcards_and_no_delete() {
         .flat_map(|d| d["rules"].as_array().expect("rules"))
         .collect();
     assert!(rules.len() >= 8, "the roles were read");
-    for rule in rules {
+    for rule in &rules {
         for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
             for value in strings(&rule[field]) {
                 assert!(!value.contains('*'), "wildcard in {field}: {rule}");
@@ -69,13 +70,29 @@ fn no_wildcards_and_no_delete() {
             assert!(
                 !matches!(
                     verb.as_str(),
-                    "delete" | "deletecollection" | "escalate" | "bind" | "impersonate"
+                    "deletecollection" | "escalate" | "bind" | "impersonate"
                 ),
                 "{verb} is not needed: {rule}"
             );
         }
         assert!(rule.get("nonResourceURLs").is_none(), "{rule}");
     }
+    let mut granted = BTreeSet::new();
+    for rule in &rules {
+        granted.extend(grants(&Value::Array(vec![(*rule).clone()])));
+    }
+    let deletes: Vec<_> = granted.iter().filter(|(_, _, v)| v == "delete").collect();
+    assert_eq!(
+        deletes,
+        [&triple("batch", "jobs", "delete")],
+        "delete only on Jobs (old finished replay Jobs; owned objects go with their owner)"
+    );
+    let on_pods: Vec<_> = granted.iter().filter(|(_, r, _)| r == "pods").collect();
+    assert_eq!(
+        on_pods,
+        [&triple("", "pods", "list")],
+        "pods are only listed (why a replay Job's pod waits)"
+    );
 }
 
 #[test]
@@ -91,6 +108,9 @@ fn the_cluster_role_grants_what_the_operator_does() {
         triple("batch", "jobs", "get"),
         triple("batch", "jobs", "create"),
         triple("batch", "jobs", "watch"),
+        triple("batch", "jobs", "list"),
+        triple("batch", "jobs", "delete"),
+        triple("", "pods", "list"),
         triple("", "serviceaccounts", "patch"),
         triple("rbac.authorization.k8s.io", "roles", "patch"),
         triple("rbac.authorization.k8s.io", "rolebindings", "patch"),

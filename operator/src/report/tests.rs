@@ -49,12 +49,49 @@ async fn publishes_progress_by_server_side_apply_of_status_replay_without_force(
     finished(server).await;
 }
 
+const GET_STATUS: &str = "/apis/eventline.io/v1alpha1/namespaces/bank/projections/accounts/status";
+
+/// The Projection as a GET of its status returns it: `spec.replay.requestId` is what is asked
+/// for now, `status.replay.requestId` what the operator recorded last.
+fn projection_with(requested: &str, recorded: &str) -> serde_json::Value {
+    let mut p =
+        serde_json::to_value(Projection::test().with_replay(requested, None)).expect("json");
+    p["status"] = json!({"replay": {"requestId": recorded, "phase": "Succeeded"}});
+    p
+}
+
+/// 1. The operator creates the Job of request r1 and then fails to write its status (an API
+///    error, retried with backoff): `status.replay.requestId` is still r0, owned by the operator.
+/// 2. The replay's first report applies r1 without force: the API server answers 409.
+/// 3. That is not a supersession: r1 is still the request. The reporter must not stop.
+#[tokio::test]
+async fn a_conflict_before_the_operator_recorded_the_request_is_transient() {
+    let (ctx, server) = Context::test();
+    let server = server.run(vec![
+        Exchange::new(Method::PATCH, URI, |_| api_error(409, "Conflict")),
+        Exchange::new(Method::GET, GET_STATUS, |_| {
+            ok(&projection_with("r1", "r0"))
+        }),
+    ]);
+    let error = publish_replay_status(&ctx.client, NS, "accounts", "r1", &report())
+        .await
+        .expect_err("conflict");
+    finished(server).await;
+    assert!(
+        matches!(error, Error::ReplayNotRecordedYet { ref request_id, .. } if request_id == "r1"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn a_conflict_means_the_projection_moved_to_another_request() {
     let (ctx, server) = Context::test();
-    let server = server.run(vec![Exchange::new(Method::PATCH, URI, |_| {
-        api_error(409, "Conflict")
-    })]);
+    let server = server.run(vec![
+        Exchange::new(Method::PATCH, URI, |_| api_error(409, "Conflict")),
+        Exchange::new(Method::GET, GET_STATUS, |_| {
+            ok(&projection_with("r1", "r1"))
+        }),
+    ]);
     let error = publish_replay_status(&ctx.client, NS, "accounts", "r0", &report())
         .await
         .expect_err("fenced");

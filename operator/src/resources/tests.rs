@@ -1,4 +1,4 @@
-use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::api::core::v1::{EnvVar, LocalObjectReference};
 use serde_json::{Value, json};
 
 use super::*;
@@ -43,8 +43,9 @@ fn projector_deployment_runs_project_against_the_active_target() {
     let spec = d.spec.expect("spec");
     assert_eq!(spec.replicas, Some(2));
     assert_eq!(
-        spec.strategy, None,
-        "PostgreSQL targets roll pods one by one (the default)"
+        serde_json::to_value(&spec.strategy).expect("json"),
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+        "PostgreSQL targets roll pods, with the strategy applied in full (nothing left to defaults)"
     );
     let pod = spec.template.spec.expect("pod spec");
     let c = &pod.containers[0];
@@ -214,6 +215,11 @@ fn replay_job_is_named_by_the_request_hash_and_carries_the_raw_id() {
     );
     let spec = j.spec.expect("spec");
     assert_eq!(spec.backoff_limit, Some(3));
+    assert_eq!(
+        spec.active_deadline_seconds,
+        Some(6 * 3600),
+        "a Job stuck in Pending must not block later replays forever"
+    );
     let pod = spec.template.spec.expect("pod");
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
     assert_eq!(pod.service_account_name.as_deref(), Some("accounts-replay"));
@@ -316,4 +322,62 @@ fn builders_are_deterministic() {
         replay_job(&p, &postgres_target()).expect("a"),
         replay_job(&p, &postgres_target()).expect("b")
     );
+}
+
+#[test]
+fn the_replay_deadline_comes_from_the_request() {
+    let mut p = Projection::test().with_replay("r1", None);
+    if let Some(r) = p.spec.replay.as_mut() {
+        r.active_deadline_seconds = 600;
+    }
+    let j = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    assert_eq!(j.spec.expect("spec").active_deadline_seconds, Some(600));
+}
+
+/// With fewer than 3 Kafka brokers the projector's default replication (3) cannot create a
+/// missing topic and crash-loops: the Projection carries the relay's topic settings.
+#[test]
+fn topic_settings_reach_the_projector() {
+    let mut p = Projection::test();
+    p.spec.source.kafka.topic_partitions = Some(6);
+    p.spec.source.kafka.topic_replication = Some(1);
+    let d = projector_deployment(&p, &postgres_target()).expect("deployment");
+    let pod = d.spec.expect("spec").template.spec.expect("pod");
+    let env = env_of(&pod.containers);
+    assert_eq!(env_json(&env, "EVENTLINE_TOPIC_PARTITIONS")["value"], "6");
+    assert_eq!(env_json(&env, "EVENTLINE_TOPIC_REPLICATION")["value"], "1");
+
+    let d = projector_deployment(&Projection::test(), &postgres_target()).expect("deployment");
+    let env = env_of(&d.spec.expect("spec").template.spec.expect("pod").containers);
+    assert!(
+        !env.iter()
+            .any(|e| e.name.starts_with("EVENTLINE_TOPIC_PARTITIONS")
+                || e.name.starts_with("EVENTLINE_TOPIC_REPLICATION")),
+        "unset: the binary's defaults"
+    );
+}
+
+/// With a private registry (the documented full install uses one), pods without pull secrets
+/// fail with ErrImagePull: both the projector and the replay pods get them.
+#[test]
+fn image_pull_secrets_reach_every_pod_that_runs_the_image() {
+    let mut p = Projection::test().with_replay("r1", None);
+    p.spec.image_pull_secrets = vec![LocalObjectReference {
+        name: "registry-credentials".into(),
+    }];
+    let d = projector_deployment(&p, &postgres_target()).expect("deployment");
+    let j = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    for pod in [
+        d.spec.expect("spec").template.spec.expect("pod"),
+        j.spec.expect("spec").template.spec.expect("pod"),
+    ] {
+        assert_eq!(
+            serde_json::to_value(&pod.image_pull_secrets).expect("json"),
+            json!([{"name": "registry-credentials"}])
+        );
+    }
 }

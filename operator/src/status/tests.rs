@@ -5,14 +5,73 @@ use super::*;
 use crate::crd::ReportedReplayState;
 use crate::fixtures::{job_condition, now, postgres_target};
 
+/// A Deployment whose rollout has finished (every pod runs the current template), with
+/// `available` pods available.
 fn deployment(available: i32) -> Deployment {
-    Deployment {
+    rollout(1, 1, available, available, available)
+}
+
+/// A Deployment at `generation`, as its controller last saw it: `observed` generation, `replicas`
+/// pods (old and new), `updated` of them on the current template, `available` available.
+fn rollout(
+    generation: i64,
+    observed: i64,
+    replicas: i32,
+    updated: i32,
+    available: i32,
+) -> Deployment {
+    let mut d = Deployment {
         status: Some(DeploymentStatus {
+            observed_generation: Some(observed),
+            replicas: Some(replicas),
+            updated_replicas: Some(updated),
             available_replicas: Some(available),
             ..DeploymentStatus::default()
         }),
         ..Deployment::default()
-    }
+    };
+    d.metadata.generation = Some(generation);
+    d
+}
+
+/// After an image change the new pod crash-loops while both old pods keep serving: 2 of 2
+/// available, but the rollout is not done, so the projection is not Ready (and Argo CD, which
+/// reads Ready, does not call it Healthy).
+#[test]
+fn a_rollout_that_has_not_finished_is_not_ready() {
+    let p = Projection::test();
+    let s = compute_for(&p, &rollout(2, 2, 3, 1, 2), None);
+    let ready = get(&s, READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "RolloutInProgress")
+    );
+    assert_eq!(ready.message, "1/2 projector pods run the current template");
+    assert_eq!(
+        get(&s, DEGRADED).status,
+        "False",
+        "the old pods still serve"
+    );
+
+    // All new pods there, an old one still terminating.
+    let s = compute_for(&p, &rollout(2, 2, 3, 2, 2), None);
+    assert_eq!(get(&s, READY).reason, "RolloutInProgress");
+    assert_eq!(
+        get(&s, READY).message,
+        "1 old projector pod(s) still running"
+    );
+
+    // The Deployment controller has not seen the new template yet.
+    let s = compute_for(&p, &rollout(3, 2, 2, 2, 2), None);
+    assert_eq!(get(&s, READY).reason, "RolloutInProgress");
+    assert_eq!(
+        get(&s, READY).message,
+        "the Deployment controller has not observed generation 3 yet"
+    );
+
+    // Done.
+    let s = compute_for(&p, &rollout(3, 3, 2, 2, 2), None);
+    assert_eq!(get(&s, READY).status, "True");
 }
 
 fn compute_for(p: &Projection, d: &Deployment, replay: Option<&ReplayStatus>) -> ProjectionStatus {

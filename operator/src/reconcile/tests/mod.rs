@@ -40,13 +40,22 @@ fn rbac(p: &Projection) -> Vec<Exchange> {
 
 /// The Deployment apply, answered with `available` of `spec.replicas` pods available.
 fn deployment(p: &Projection, target: &Target, available: i32) -> Exchange {
+    deployment_on(&LiveObjects::default(), p, target, available)
+}
+
+/// The Deployment apply on `live` (kept across reconciliations), answered with `available` of
+/// `spec.replicas` pods available.
+fn deployment_on(live: &LiveObjects, p: &Projection, target: &Target, available: i32) -> Exchange {
     let expected = to_json(&projector_deployment(p, target).expect("deployment"));
-    let mut response = expected.clone();
-    response["status"] = json!({
-        "observedGeneration": 1, "replicas": p.spec.replicas,
-        "availableReplicas": available, "readyReplicas": available,
-    });
-    Exchange::apply(DEPLOYMENT, expected, response)
+    let replicas = p.spec.replicas;
+    Exchange::apply_live(DEPLOYMENT, live, Some(expected), move |mut object| {
+        object["metadata"]["generation"] = json!(1);
+        object["status"] = json!({
+            "observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
+            "availableReplicas": available, "readyReplicas": available,
+        });
+        object
+    })
 }
 
 fn status(p: &Projection, expected: Value) -> Exchange {
@@ -68,6 +77,20 @@ fn get_job(job: Job) -> Exchange {
     Exchange::new(Method::GET, format!("{JOBS}/{JOB_R1}"), move |_| {
         ok(&to_json(&job))
     })
+}
+
+const REPLAY_JOBS_SELECTOR: &str = "labelSelector=app.kubernetes.io%2Fname%3Deventline-replay%2Ceventline.io%2Fprojection%3Daccounts";
+
+/// The list of the Projection's replay Jobs the operator reads when a replay has finished
+/// (to delete finished ones beyond `spec.replayHistoryLimit`), answered with `jobs`.
+fn list_replay_jobs(jobs: Vec<Job>) -> Exchange {
+    Exchange::new(
+        Method::GET,
+        format!("{JOBS}?&{REPLAY_JOBS_SELECTOR}"),
+        move |_| {
+            ok(&json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": jobs}))
+        },
+    )
 }
 
 fn event(type_: &'static str, reason: &'static str, note: &'static str) -> Exchange {
@@ -247,6 +270,63 @@ async fn api_errors_name_the_object_count_in_metrics_and_back_off() {
     );
 }
 
+/// A reconciliation that fails says so where users and GitOps tools look: a `Reconciled`
+/// condition (False, the error as its message) applied with everything else the operator owns
+/// unchanged, and a Warning Event. The next successful reconciliation drops the condition.
+#[tokio::test]
+async fn a_failed_reconciliation_is_recorded_in_a_condition_and_a_warning_event() {
+    let p = Projection::test()
+        .with_status(steady_status(1))
+        .with_replicas(3, 2);
+    let mut exchanges = rbac(&p);
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{DEPLOYMENT}?&force=true&fieldManager=eventline-operator"),
+        |_| api_error(403, "Forbidden"),
+    ));
+    let mut expected = to_json(&steady_status(1));
+    let message = "apply Deployment bank/accounts-projector: 403 Forbidden: Forbidden";
+    expected["conditions"]
+        .as_array_mut()
+        .expect("conditions")
+        .push(condition(
+            "Reconciled",
+            false,
+            "ReconcileFailed",
+            message,
+            NOW,
+            2,
+        ));
+    exchanges.push(status(&p, expected));
+    exchanges.push(event("Warning", "ReconcileFailed", message));
+    let (ctx, server) = Context::test();
+    let server = server.run(exchanges);
+    let error = reconcile(Arc::new(p), ctx).await.expect_err("forbidden");
+    finished(server).await;
+    assert_eq!(error.metric_label(), "kube_apply");
+}
+
+#[tokio::test]
+async fn a_successful_reconciliation_drops_the_reconcile_error() {
+    let mut previous = steady_status(1);
+    previous.conditions.push(
+        serde_json::from_value(condition(
+            "Reconciled",
+            false,
+            "ReconcileFailed",
+            "apply Deployment bank/accounts-projector: Forbidden",
+            EARLIER,
+            1,
+        ))
+        .expect("condition"),
+    );
+    let p = Projection::test().with_status(previous);
+    let mut exchanges = rbac(&p);
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(status(&p, to_json(&steady_status(1))));
+    reconcile_ok(p, exchanges).await;
+}
+
 #[tokio::test]
 async fn a_projection_without_uid_is_refused_before_any_request() {
     let mut p = Projection::test();
@@ -264,4 +344,31 @@ fn retry_delay_doubles_and_caps() {
     assert_eq!(retry_delay(2), Duration::from_secs(10));
     assert_eq!(retry_delay(7), STEADY_REQUEUE);
     assert_eq!(retry_delay(u32::MAX), STEADY_REQUEUE);
+}
+
+/// Projector pods publish their lag every 15 s per replica, replays their progress every second:
+/// status-only changes of the Projection start no reconciliation; a new Projection and every
+/// spec change (a new generation) do.
+#[tokio::test]
+async fn status_only_changes_of_a_projection_start_no_reconciliation() {
+    let created = Projection::test();
+    let mut lag_published = created.clone();
+    lag_published.status = Some(ProjectionStatus {
+        lag_events: Some(42),
+        dead_letters: Some(0),
+        ..steady_status(1)
+    });
+    let mut lag_again = lag_published.clone();
+    if let Some(s) = lag_again.status.as_mut() {
+        s.lag_events = Some(7);
+    }
+    let scaled = lag_again.clone().with_replicas(3, 2);
+    let changes = futures::stream::iter(
+        [created, lag_published, lag_again, scaled].map(Ok::<_, kube::runtime::watcher::Error>),
+    );
+    let passed: Vec<Option<i64>> = triggers(changes)
+        .map(|p| p.expect("no error").metadata.generation)
+        .collect()
+        .await;
+    assert_eq!(passed, [Some(1), Some(2)]);
 }

@@ -225,6 +225,7 @@ async fn job_success_of_a_cross_database_replay_moves_the_projector_to_the_new_t
     exchanges.push(get_job(succeeded));
     // The Deployment now reads the MySQL Secret, with a new consumer group.
     exchanges.push(deployment(&p, &mysql_target(), 2));
+    exchanges.push(list_replay_jobs(vec![]));
     exchanges.push(event("Normal", "ReplaySucceeded", "replay r1 succeeded"));
     exchanges.push(event(
         "Normal",
@@ -285,6 +286,7 @@ async fn job_failure_degrades_with_an_event_and_leaves_the_deployment_untouched(
     exchanges.push(get_job(failed));
     // Exactly the Deployment of the live (PostgreSQL) target: the failed replay changes nothing.
     exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(list_replay_jobs(vec![]));
     exchanges.push(event("Warning", "ReplayFailed", error));
     exchanges.push(status(
         &p,
@@ -430,6 +432,7 @@ async fn when_the_previous_replay_finishes_the_waiting_request_is_requeued() {
         move |_| ok(&to_json(&done)),
     ));
     exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(list_replay_jobs(vec![]));
     exchanges.push(event("Normal", "ReplaySucceeded", "replay r0 succeeded"));
     exchanges.push(Exchange::new(
         Method::PATCH,
@@ -463,6 +466,7 @@ async fn a_job_is_still_followed_after_its_request_is_removed_from_the_spec() {
     );
     exchanges.push(get_job(failed));
     exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(list_replay_jobs(vec![]));
     exchanges.push(event(
         "Warning",
         "ReplayFailed",
@@ -510,4 +514,306 @@ async fn a_job_of_another_request_under_the_same_name_is_not_taken_for_ours() {
         error.to_string(),
         "Job bank/accounts-replay-82f3e9c6 belongs to replay request \"another id\", not \"r1\": use another requestId"
     );
+}
+
+fn sqlite_target() -> Target {
+    Target {
+        type_: crate::crd::TargetType::Sqlite,
+        url_secret_ref: crate::crd::SecretKeyRef {
+            name: "accounts-sqlite".into(),
+            key: "url".into(),
+        },
+    }
+}
+
+fn any_status() -> Exchange {
+    Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        |_| ok(&to_json(&Projection::test())),
+    )
+}
+
+/// 1. The projector runs against PostgreSQL: its Deployment is applied (the API server defaults
+///    whatever strategy the apply leaves out, owned by no manager).
+/// 2. A cross-database replay into SQLite succeeds: the Deployment is applied again with
+///    `Recreate`. A `rollingUpdate` left over from step 1 would make the API server refuse it
+///    (422), every reconciliation would fail, and the cut-over would never be recorded.
+#[tokio::test]
+async fn a_cut_over_to_sqlite_switches_the_rollout_strategy_by_server_side_apply() {
+    let live = LiveObjects::default();
+    let p = Projection::test().with_replicas(1, 1);
+    let mut exchanges = rbac(&p);
+    exchanges.push(deployment_on(&live, &p, &postgres_target(), 1));
+    exchanges.push(any_status());
+    reconcile_ok(p, exchanges).await;
+
+    let p = Projection::test()
+        .with_replicas(1, 1)
+        .with_status(replaying_status(json!({
+            "type": "sqlite", "urlSecretRef": {"name": "accounts-sqlite", "key": "url"}
+        })))
+        .with_replay("r1", Some(sqlite_target()));
+    let job = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    let succeeded = job_with_status(
+        &job,
+        JobStatus {
+            succeeded: Some(1),
+            conditions: Some(vec![job_condition(
+                "Complete",
+                "CompletionsReached",
+                "",
+                EARLIER,
+            )]),
+            ..JobStatus::default()
+        },
+    );
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(succeeded));
+    exchanges.push(deployment_on(&live, &p, &sqlite_target(), 1));
+    exchanges.push(list_replay_jobs(vec![]));
+    exchanges.push(event("Normal", "ReplaySucceeded", "replay r1 succeeded"));
+    exchanges.push(event("Normal", "CutOver", "sqlite"));
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        |body| {
+            assert_eq!(body["status"]["activeTarget"]["type"], "sqlite");
+            assert_eq!(body["status"]["replay"]["phase"], "Succeeded");
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    let (_, bodies) = reconcile_ok(p, exchanges).await;
+    assert_eq!(bodies[4]["spec"]["strategy"], json!({"type": "Recreate"}));
+}
+
+fn failed_job_with_reported_error(reported: &str) -> (Projection, Job) {
+    let mut status = replaying_status(pg());
+    if let Some(r) = status.replay.as_mut() {
+        r.reported = Some(ReportedReplayState {
+            phase: ReplayPhase::Failed,
+            error: Some(reported.to_owned()),
+            started_at: None,
+            finished_at: None,
+        });
+    }
+    let p = Projection::test()
+        .with_status(status)
+        .with_replay("r1", None);
+    let job = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    let failed = job_with_status(
+        &job,
+        JobStatus {
+            failed: Some(4),
+            conditions: Some(vec![job_condition(
+                "Failed",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+                EARLIER,
+            )]),
+            ..JobStatus::default()
+        },
+    );
+    (p, failed)
+}
+
+/// The API server refuses Event notes over 1 KiB. A replay's error can be much longer (a
+/// database's error with its query): the Event carries a truncated note (cut on a character
+/// boundary), the status the whole error.
+#[tokio::test]
+async fn a_long_replay_error_is_truncated_in_the_event_and_kept_whole_in_the_status() {
+    // Multi-byte characters around the 1 KiB boundary: a cut by bytes would split one.
+    let reported = format!("duplicate key value violates «{}»", "é".repeat(2000));
+    let (p, failed) = failed_job_with_reported_error(&reported);
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(failed));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(list_replay_jobs(vec![]));
+    exchanges.push(Exchange::new(Method::POST, EVENTS, |body| {
+        assert_eq!(body["reason"], "ReplayFailed");
+        let note = body["note"].as_str().expect("note");
+        assert!(note.len() <= 1024, "{} bytes", note.len());
+        assert!(
+            note.starts_with("replay Job accounts-replay-82f3e9c6 failed"),
+            "{note}"
+        );
+        assert!(note.ends_with('…'), "a cut note says so: {note}");
+        respond(StatusCode::CREATED, body)
+    }));
+    let whole = reported.clone();
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        move |body| {
+            assert_eq!(body["status"]["phase"], "Degraded");
+            let error = body["status"]["replay"]["error"].as_str().expect("error");
+            assert!(error.ends_with(&whole), "the whole error is in the status");
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    let (_, bodies) = reconcile_ok(p, exchanges).await;
+    let note = bodies[6]["note"].as_str().expect("the Event's note");
+    assert!(
+        note.len() <= 1024,
+        "the API server refuses a note of {} bytes",
+        note.len()
+    );
+}
+
+/// Events are published before the status is written; a failed Event (refused, or the API
+/// server briefly unavailable) must not keep `Failed`/`Degraded` out of the status.
+#[tokio::test]
+async fn a_refused_event_does_not_stop_the_status_write() {
+    let (p, failed) = failed_job_with_reported_error("connection reset by peer");
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(failed));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    exchanges.push(list_replay_jobs(vec![]));
+    exchanges.push(Exchange::new(Method::POST, EVENTS, |_| {
+        api_error(500, "InternalError")
+    }));
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        |body| {
+            assert_eq!(body["status"]["phase"], "Degraded");
+            assert_eq!(body["status"]["replay"]["phase"], "Failed");
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    reconcile_ok(p, exchanges).await;
+}
+
+/// A replay Job whose pod cannot start (an image that cannot be pulled, a missing Secret) says
+/// why in `status.replay.pendingReason` and the Replaying condition, instead of a bare Pending.
+#[tokio::test]
+async fn a_pending_replay_reports_why_its_pod_does_not_start() {
+    let mut recorded = running_record("r1");
+    if let Some(r) = recorded.replay.as_mut() {
+        r.phase = Some(ReplayPhase::Pending);
+    }
+    let p = Projection::test()
+        .with_status(recorded)
+        .with_replay("r1", None);
+    let pending = job_for(
+        "r1",
+        JobStatus {
+            active: Some(1),
+            start_time: Some(Time(EARLIER.parse().expect("time"))),
+            ..JobStatus::default()
+        },
+    );
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(pending));
+    exchanges.push(Exchange::new(
+        Method::GET,
+        format!("/api/v1/namespaces/bank/pods?&labelSelector=batch.kubernetes.io%2Fjob-name%3D{JOB_R1}"),
+        |_| {
+            ok(&json!({
+                "apiVersion": "v1", "kind": "PodList", "metadata": {},
+                "items": [{
+                    "metadata": {"name": format!("{JOB_R1}-x7k2p"), "namespace": NS},
+                    "status": {
+                        "phase": "Pending",
+                        "containerStatuses": [{
+                            "name": "replay", "image": "registry.example/eventline:1.0.0",
+                            "imageID": "", "ready": false, "restartCount": 0,
+                            "state": {"waiting": {
+                                "reason": "ImagePullBackOff",
+                                "message": "Back-off pulling image \"registry.example/eventline:1.0.0\"",
+                            }},
+                        }],
+                    },
+                }],
+            }))
+        },
+    ));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    let why = "ImagePullBackOff: Back-off pulling image \"registry.example/eventline:1.0.0\"";
+    exchanges.push(Exchange::new(
+        Method::PATCH,
+        format!("{STATUS}?&force=true&fieldManager=eventline-operator"),
+        move |body| {
+            assert_eq!(body["status"]["replay"]["phase"], "Pending");
+            assert_eq!(body["status"]["replay"]["pendingReason"], why);
+            let replaying = &body["status"]["conditions"][1];
+            assert_eq!(replaying["reason"], "ReplayPending");
+            assert_eq!(
+                replaying["message"],
+                format!("replay r1 runs in Job {JOB_R1}; its pod waits: {why}")
+            );
+            ok(&to_json(&Projection::test()))
+        },
+    ));
+    let (action, _) = reconcile_ok(p, exchanges).await;
+    assert_eq!(
+        action,
+        Action::requeue(PENDING_REPLAY_RECHECK),
+        "nothing else changes while the pod waits: look again soon"
+    );
+}
+
+/// A finished replay Job, named after `request_id`, completed at `at`.
+fn finished_job(request_id: &str, at: &str) -> Job {
+    job_for(
+        request_id,
+        JobStatus {
+            succeeded: Some(1),
+            completion_time: Some(Time(at.parse().expect("time"))),
+            conditions: Some(vec![job_condition(
+                "Complete",
+                "CompletionsReached",
+                "",
+                at,
+            )]),
+            ..JobStatus::default()
+        },
+    )
+}
+
+/// When a replay finishes, the finished replay Jobs of the Projection beyond
+/// `spec.replayHistoryLimit` (default 3), oldest first, are deleted; a running one never is.
+#[tokio::test]
+async fn when_a_replay_finishes_only_the_newest_finished_jobs_are_kept() {
+    let p = Projection::test()
+        .with_status(running_record("r1"))
+        .with_replay("r1", None);
+    let done = finished_job("r1", "2026-01-02T03:00:00Z");
+    let mut exchanges = rbac(&p);
+    exchanges.push(get_job(done.clone()));
+    exchanges.push(deployment(&p, &postgres_target(), 2));
+    let listed = vec![
+        finished_job("r-2025-a", "2025-03-01T00:00:00Z"),
+        done,
+        finished_job("r-2025-b", "2025-06-01T00:00:00Z"),
+        job_for(
+            "other",
+            JobStatus {
+                active: Some(1),
+                ready: Some(1),
+                ..JobStatus::default()
+            },
+        ),
+        finished_job("r-2025-c", "2025-09-01T00:00:00Z"),
+        finished_job("r-2025-d", "2025-12-01T00:00:00Z"),
+    ];
+    exchanges.push(list_replay_jobs(listed));
+    for oldest in ["r-2025-a", "r-2025-b"] {
+        let name = crate::resources::replay_job_name(NAME, oldest);
+        exchanges.push(Exchange::new(
+            Method::DELETE,
+            format!("{JOBS}/{name}?"),
+            move |body| {
+                assert_eq!(body["propagationPolicy"], "Background", "its pods go too");
+                ok(&json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}))
+            },
+        ));
+    }
+    exchanges.push(event("Normal", "ReplaySucceeded", "replay r1 succeeded"));
+    exchanges.push(any_status());
+    reconcile_ok(p, exchanges).await;
 }
