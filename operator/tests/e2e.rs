@@ -3,8 +3,15 @@
 //! election on a Lease of the test's own namespace), applies a Projection, observes the projector
 //! Deployment, a replay Job on a new requestId, the status conditions and the printer columns,
 //! a progress report that survives the operator's own status writes, and cleanup on delete.
-//! The pods need not run (the image is never pulled). Without the variable it prints one line
-//! saying why it was skipped.
+//! The pods need not run (the image is never pulled): the replay's pod reports why it waits, and
+//! an image change shows as a rollout in progress, not Ready. Without the variable it prints one
+//! line saying why it was skipped.
+//!
+//! `cross_database_replay_on_a_real_cluster` runs a real replay: it needs the Eventline image
+//! loaded into the cluster (`EVENTLINE_TEST_IMAGE`) and, reachable from the cluster's pods, a
+//! PostgreSQL event store (`EVENTLINE_TEST_CLUSTER_STORE_URL`) and a MySQL/MariaDB read database
+//! (`EVENTLINE_TEST_CLUSTER_MYSQL_URL`); `scripts/kind-e2e.sh` provides all three. Without them it
+//! prints which variable is missing and skips.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -85,19 +92,27 @@ fn condition<'a>(
         .find(|c| c.type_ == type_)
 }
 
-#[tokio::test]
-async fn projection_lifecycle_on_a_real_cluster() {
-    let Ok(kubeconfig) = std::env::var("EVENTLINE_TEST_KUBECONFIG") else {
-        // Straight to stderr, so the line shows even though the test harness captures output.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped, because EVENTLINE_TEST_KUBECONFIG is not set (no Kubernetes API server can run here)"
-        );
-        return;
-    };
-    let client = client(&kubeconfig).await;
+/// The variable's value, or `None` after printing why the test skips (straight to stderr, so the
+/// line shows even though the test harness captures output). With `CI` set, a skip fails.
+fn required(variable: &str, why: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            let line = format!("skipped, because {variable} is not set ({why})");
+            assert!(
+                std::env::var("EVENTLINE_E2E_REQUIRED").is_err(),
+                "{line}, and EVENTLINE_E2E_REQUIRED is set"
+            );
+            let _ = writeln!(std::io::stderr(), "{line}");
+            None
+        }
+    }
+}
 
-    // 1. The CRD, installed (or updated) and established.
+const NO_CLUSTER: &str = "no Kubernetes API server can run here";
+
+/// Installs (or updates) the CRD and waits until it is established.
+async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.patch(
         "projections.eventline.io",
@@ -115,13 +130,15 @@ async fn projection_lifecycle_on_a_real_cluster() {
             .then_some(())
     })
     .await;
+}
 
-    // 2. A namespace of this run's own.
+/// A namespace of this run's own, named `PREFIX-<milliseconds>`.
+async fn own_namespace(client: &Client, prefix: &str) -> String {
     let suffix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis();
-    let ns = format!("eventline-e2e-{suffix}");
+    let ns = format!("{prefix}-{suffix}");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -136,11 +153,39 @@ async fn projection_lifecycle_on_a_real_cluster() {
         )
         .await
         .expect("namespace created");
+    ns
+}
 
-    // 3. The controller, in this process, behind leader election.
+/// The controller under test: one in this process, or with `EVENTLINE_TEST_OPERATOR_INSTALLED`
+/// set the operator installed in the cluster (its image, its chart's RBAC: what
+/// `scripts/kind-e2e.sh` does).
+struct Controller {
+    in_process: Option<(
+        CancellationToken,
+        tokio::task::JoinHandle<eventline_operator::Result<()>>,
+    )>,
+}
+
+impl Controller {
+    async fn stop(self) {
+        if let Some((shutdown, task)) = self.in_process {
+            shutdown.cancel();
+            task.await
+                .expect("controller task")
+                .expect("leader election ended cleanly");
+        }
+    }
+}
+
+/// The controller, in this process, behind leader election on a Lease in `ns`, watching `ns`;
+/// none when the operator installed in the cluster is the one under test.
+fn start_controller(client: &Client, ns: &str) -> Controller {
+    if std::env::var_os("EVENTLINE_TEST_OPERATOR_INSTALLED").is_some() {
+        return Controller { in_process: None };
+    }
     let shutdown = CancellationToken::new();
     let controller = {
-        let (client, ns, shutdown) = (client.clone(), ns.clone(), shutdown.clone());
+        let (client, ns, shutdown) = (client.clone(), ns.to_owned(), shutdown.clone());
         tokio::spawn(async move {
             let ctx = Arc::new(Context::new(
                 client.clone(),
@@ -167,6 +212,27 @@ async fn projection_lifecycle_on_a_real_cluster() {
             .await
         })
     };
+    Controller {
+        in_process: Some((shutdown, controller)),
+    }
+}
+
+#[tokio::test]
+async fn projection_lifecycle_on_a_real_cluster() {
+    let Some(kubeconfig) = required("EVENTLINE_TEST_KUBECONFIG", NO_CLUSTER) else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+
+    // 1. The CRD, installed (or updated) and established.
+    install_crd(&client).await;
+
+    // 2. A namespace of this run's own.
+    let ns = own_namespace(&client, "eventline-e2e").await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+
+    // 3. The controller, in this process, behind leader election.
+    let controller = start_controller(&client, &ns);
 
     // 4. A Projection: the projector Deployment appears, owned by it.
     let projections: Api<Projection> = Api::namespaced(client.clone(), &ns);
@@ -313,7 +379,68 @@ async fn projection_lifecycle_on_a_real_cluster() {
         "the same requestId never starts a second Job"
     );
 
-    // 9. Deleting the Projection removes what it owns (garbage collection by owner references).
+    // 9. The replay's pod cannot pull its image: status.replay says why it waits (the operator
+    //    lists the Job's pods and looks again every few seconds while the Job is pending).
+    let p = wait_for("status.replay.pendingReason", || async {
+        let p = projections.get("accounts").await.ok()?;
+        let replay = p.status.as_ref()?.replay.as_ref()?;
+        replay.pending_reason.is_some().then_some(p)
+    })
+    .await;
+    let why = p
+        .status
+        .as_ref()
+        .and_then(|s| s.replay.as_ref())
+        .and_then(|r| r.pending_reason.clone())
+        .expect("pending reason");
+    assert!(
+        [
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "CreateContainerConfigError"
+        ]
+        .iter()
+        .any(|reason| why.starts_with(reason)),
+        "{why}"
+    );
+
+    // 10. An image change is a rollout: not Ready while the new pods are not all there, even
+    //     though the Deployment exists and the old pods run (what Argo CD reads as Healthy).
+    projections
+        .patch(
+            "accounts",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"image": "registry.invalid/eventline:e2e-changed"}})),
+        )
+        .await
+        .expect("image changed");
+    wait_for("the Deployment's new image", || async {
+        let d = deployments.get("accounts-projector").await.ok()?;
+        let image = d.spec?.template.spec?.containers[0].image.clone()?;
+        (image == "registry.invalid/eventline:e2e-changed").then_some(())
+    })
+    .await;
+    let p = wait_for("Ready False with reason RolloutInProgress", || async {
+        let p = projections.get("accounts").await.ok()?;
+        let ready = condition(&p, "Ready")?;
+        (ready.reason == "RolloutInProgress").then_some(p.clone())
+    })
+    .await;
+    assert_eq!(
+        condition(&p, "Ready").map(|c| c.status.as_str()),
+        Some("False")
+    );
+    let d = deployments
+        .get("accounts-projector")
+        .await
+        .expect("deployment");
+    assert_eq!(
+        serde_json::to_value(d.spec.and_then(|s| s.strategy)).expect("json"),
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+        "the whole strategy is applied, nothing left to defaults"
+    );
+
+    // 11. Deleting the Projection removes what it owns (garbage collection by owner references).
     projections
         .delete("accounts", &DeleteParams::foreground())
         .await
@@ -329,12 +456,153 @@ async fn projection_lifecycle_on_a_real_cluster() {
     })
     .await;
 
-    shutdown.cancel();
-    controller
-        .await
-        .expect("controller task")
-        .expect("leader election ended cleanly");
+    controller.stop().await;
     namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("namespace deleted");
+}
+
+fn secret(name: &str, url: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name},
+        "stringData": {"url": url},
+    })
+}
+
+/// A real cross-database replay: the replay Job runs the Eventline image, reads the (possibly
+/// empty) PostgreSQL event store and writes the read model into MySQL/MariaDB; then the operator
+/// moves the projector there (Secret reference and consumer group), records the cut-over and
+/// keeps the full rollout strategy.
+#[tokio::test]
+async fn cross_database_replay_on_a_real_cluster() {
+    let Some(kubeconfig) = required("EVENTLINE_TEST_KUBECONFIG", NO_CLUSTER) else {
+        return;
+    };
+    let why = "a real replay needs the Eventline image and databases in the cluster: run scripts/kind-e2e.sh";
+    let (Some(image), Some(store_url), Some(mysql_url)) = (
+        required("EVENTLINE_TEST_IMAGE", why),
+        required("EVENTLINE_TEST_CLUSTER_STORE_URL", why),
+        required("EVENTLINE_TEST_CLUSTER_MYSQL_URL", why),
+    ) else {
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    install_crd(&client).await;
+    let ns = own_namespace(&client, "eventline-e2e-crossdb").await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    for (name, url) in [
+        ("eventline-store", store_url.as_str()),
+        ("accounts-db", store_url.as_str()),
+        ("accounts-mysql", mysql_url.as_str()),
+    ] {
+        secrets
+            .patch(
+                name,
+                &PatchParams::apply(MANAGER),
+                &Patch::Apply(secret(name, url)),
+            )
+            .await
+            .expect("Secret applied");
+    }
+    let controller = start_controller(&client, &ns);
+
+    let request_id = "cross-database #1";
+    let projections: Api<Projection> = Api::namespaced(client.clone(), &ns);
+    projections
+        .patch(
+            "accounts",
+            &PatchParams::apply(MANAGER),
+            &Patch::Apply(json!({
+                "apiVersion": "eventline.io/v1alpha1",
+                "kind": "Projection",
+                "metadata": {"name": "accounts", "namespace": ns},
+                "spec": {
+                    "projection": "bank-accounts",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    // No live projector pods: Kafka is not part of this test.
+                    "replicas": 0,
+                    "source": {
+                        "store": {"urlSecretRef": {"name": "eventline-store", "key": "url"}},
+                        "kafka": {"bootstrapServers": "kafka.invalid:9092"},
+                    },
+                    "target": {"type": "postgres", "urlSecretRef": {"name": "accounts-db", "key": "url"}},
+                    "replay": {
+                        "requestId": request_id,
+                        "target": {"type": "mysql", "urlSecretRef": {"name": "accounts-mysql", "key": "url"}},
+                    },
+                },
+            })),
+        )
+        .await
+        .expect("Projection applied");
+
+    // The replay runs to its end (pulling nothing: the image is in the cluster already).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let replay = loop {
+        let p = projections.get("accounts").await.expect("projection");
+        let replay = p.status.as_ref().and_then(|s| s.replay.clone());
+        if let Some(r) = replay.filter(|r| r.phase.is_some_and(ReplayPhase::is_finished)) {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replay did not finish in 5 minutes: {:?}",
+            p.status
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    assert_eq!(
+        replay.phase,
+        Some(ReplayPhase::Succeeded),
+        "replay failed: {:?}",
+        replay.error
+    );
+
+    // The cut-over: the projector now reads the MySQL Secret, with a new consumer group.
+    let p = wait_for("activeTarget mysql", || async {
+        let p = projections.get("accounts").await.ok()?;
+        let active = p.status.as_ref()?.active_target.as_ref()?;
+        (active.type_ == eventline_operator::crd::TargetType::Mysql).then_some(p)
+    })
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let d = wait_for("the Deployment on the MySQL Secret", || async {
+        let d = deployments.get("accounts-projector").await.ok()?;
+        let env = d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+            .env
+            .clone()?;
+        let url = env.iter().find(|e| e.name == "EVENTLINE_READ_MODEL_URL")?;
+        let secret = url.value_from.as_ref()?.secret_key_ref.as_ref()?;
+        (secret.name == "accounts-mysql").then_some(d)
+    })
+    .await;
+    assert_eq!(
+        d.spec
+            .and_then(|s| s.strategy)
+            .and_then(|s| s.type_)
+            .as_deref(),
+        Some("RollingUpdate")
+    );
+    assert_eq!(
+        condition(&p, "Replaying").map(|c| c.reason.as_str()),
+        Some("ReplaySucceeded")
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    wait_for("the CutOver Event", || async {
+        let listed = events.list(&ListParams::default()).await.ok()?;
+        listed
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("CutOver"))
+            .then_some(())
+    })
+    .await;
+
+    controller.stop().await;
+    Api::<Namespace>::all(client)
         .delete(&ns, &DeleteParams::default())
         .await
         .expect("namespace deleted");
