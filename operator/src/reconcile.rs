@@ -664,12 +664,25 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => debug!(namespace = object.namespace.as_deref().unwrap_or_default(), projection = %object.name, "reconciled"),
-                // A watch that fails (RBAC, a CRD removed, the API server gone) stops the
-                // operator from seeing changes: say so at warn, it retries with backoff.
-                Err(error) => warn!(%error, "controller"),
+                Err(error) if controller_error_is_loud(&error) => warn!(%error, "controller"),
+                Err(error) => debug!(%error, "controller"),
             }
         })
         .await;
+}
+
+/// Whether a controller error is worth a warning: a failing watch or queue (RBAC, a CRD
+/// removed, the API server gone) stops the operator from seeing changes until its backoff
+/// succeeds. A failed reconciliation is logged by [`error_policy`] already, and an object gone
+/// from the cache before its scheduled reconciliation is expected.
+pub fn controller_error_is_loud(
+    error: &kube::runtime::controller::Error<Error, watcher::Error>,
+) -> bool {
+    use kube::runtime::controller::Error as ControllerError;
+    matches!(
+        error,
+        ControllerError::QueueError(_) | ControllerError::RunnerError(_)
+    )
 }
 
 /// The Projection changes that start a reconciliation: a new object and every spec change

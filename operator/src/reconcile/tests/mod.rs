@@ -372,3 +372,18 @@ async fn status_only_changes_of_a_projection_start_no_reconciliation() {
         .await;
     assert_eq!(passed, [Some(1), Some(2)]);
 }
+
+/// A failing watch stops the operator from seeing changes: that is a warning, not a debug line.
+#[test]
+fn watch_errors_are_warnings_and_expected_misses_are_not() {
+    use kube::runtime::controller::Error as ControllerError;
+    use kube::runtime::reflector::ObjectRef;
+    let watch_failed: ControllerError<Error, kube::runtime::watcher::Error> =
+        ControllerError::QueueError(kube::runtime::watcher::Error::NoResourceVersion);
+    assert!(controller_error_is_loud(&watch_failed));
+    let gone: ControllerError<Error, kube::runtime::watcher::Error> =
+        ControllerError::ObjectNotFound(Box::new(
+            ObjectRef::<Projection>::new("accounts").within(NS).erase(),
+        ));
+    assert!(!controller_error_is_loud(&gone));
+}
