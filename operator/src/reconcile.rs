@@ -8,12 +8,19 @@
 //!    never starts a second Job: an existing Job is only observed, and a request whose Job is
 //!    gone is never restarted. One replay at a time: a new request waits until the Job of the
 //!    recorded one has finished, and a Job keeps being followed when its request is removed
-//!    from the spec;
+//!    from the spec; while the Job is pending, its pods are listed for the reason they wait;
 //! 3. the active target: `status.activeTarget` (else `spec.target`), switched to the replay's
 //!    target once its Job succeeded, so a cross-database replay moves the projector;
 //! 4. server-side apply of the projector Deployment pointing at the active target;
-//! 5. Events on replay transitions (started, succeeded, failed), then a server-side apply of the
-//!    operator-owned status fields, computed by [`crate::status::compute`].
+//! 5. when a replay has just finished: deletion of finished replay Jobs beyond
+//!    `spec.replayHistoryLimit` (best effort);
+//! 6. Events on replay transitions (started, succeeded, failed; best effort, notes cut to the API
+//!    server's 1 KiB), then a server-side apply of the operator-owned status fields, computed by
+//!    [`crate::status::compute`].
+//!
+//! A reconciliation that fails records why (a `Reconciled` False condition and a Warning Event)
+//! and is retried with backoff. Only new Projections and spec changes trigger one (see
+//! [`triggers`]), besides changes of the owned Deployment and Jobs and the periodic requeue.
 //!
 //! Every step is idempotent: a second reconciliation sends the same applies, starts no Job and
 //! publishes no Event. Deletion needs no finalizer: every object the operator creates carries a
