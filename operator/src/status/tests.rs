@@ -354,3 +354,50 @@ fn replay_error_names_the_job_and_the_reported_error() {
         Some("replay Job accounts-replay-82f3e9c6 failed (BackoffLimitExceeded: limit)")
     );
 }
+
+fn pod(status: serde_json::Value) -> Pod {
+    serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "status": status}))
+        .expect("pod")
+}
+
+#[test]
+fn a_pending_pod_says_why_it_waits_and_an_ordinary_start_says_nothing() {
+    let creating = pod(
+        serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": "replay", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ContainerCreating"}},
+        }]}),
+    );
+    assert_eq!(pending_reason(std::slice::from_ref(&creating)), None);
+    let missing_secret = pod(
+        serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": "replay", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                  "message": "secret \"eventline-store\" not found"}},
+        }]}),
+    );
+    assert_eq!(
+        pending_reason(&[creating.clone(), missing_secret]).as_deref(),
+        Some("CreateContainerConfigError: secret \"eventline-store\" not found")
+    );
+    let unschedulable = pod(serde_json::json!({"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient memory.",
+    }]}));
+    assert_eq!(
+        pending_reason(&[unschedulable]).as_deref(),
+        Some("Unschedulable: 0/3 nodes are available: 3 Insufficient memory.")
+    );
+}
+
+#[test]
+fn bounded_text_is_cut_on_a_character_boundary_and_says_so() {
+    assert_eq!(bounded("short", 1024), "short");
+    let exact = "a".repeat(1024);
+    assert_eq!(bounded(&exact, 1024), exact);
+    let long = "é".repeat(600); // 1200 bytes
+    let cut = bounded(&long, 1024);
+    assert!(cut.len() <= 1024, "{}", cut.len());
+    assert!(cut.ends_with('…'));
+    assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
+}
