@@ -173,16 +173,40 @@ fn copy_text(out: &mut String, value: &Value) {
             let _ = write!(out, "{v}");
         }
         Value::Timestamp(t) => out.push_str(&t.to_rfc3339()),
-        Value::Text(text) => {
-            for c in text.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '\t' => out.push_str("\\t"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    c => out.push(c),
-                }
+        Value::Text(text) => copy_escaped(out, text),
+        Value::Bool(v) => out.push(if *v { 't' } else { 'f' }),
+        Value::Double(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Value::Decimal(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Value::Json(document) => copy_escaped(out, &document.to_string()),
+        Value::Uuid(v) => {
+            let _ = write!(out, "{v}");
+        }
+        Value::Date(v) => {
+            let _ = write!(out, "{v}");
+        }
+        // bytea's hex form, its backslash escaped for COPY.
+        Value::Bytes(bytes) => {
+            out.push_str("\\\\x");
+            for byte in bytes {
+                let _ = write!(out, "{byte:02x}");
             }
+        }
+    }
+}
+
+/// Text in COPY's text format: backslash and the control characters escaped.
+fn copy_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
         }
     }
 }

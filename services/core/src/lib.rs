@@ -29,7 +29,9 @@ pub use command::{
 };
 pub use envelope::{Envelope, Metadata, NewEvent};
 pub use position::{Position, StreamVersion};
-pub use projection::{Column, ColumnType, Index, Projection, ProjectionError, RowOp, Table, Value};
+pub use projection::{
+    Column, ColumnType, Decimal, Index, Projection, ProjectionError, RowOp, Table, Value,
+};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::{AppendOutcome, EventStore, StoreError, StreamInfo, validate_append};
 pub use upcast::{FnUpcaster, UpcastError, Upcaster, UpcasterChain};

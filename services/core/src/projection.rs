@@ -1,10 +1,19 @@
-use chrono::{DateTime, Utc};
+use std::hash::{Hash, Hasher};
+
+use chrono::{DateTime, NaiveDate, Utc};
+pub use rust_decimal::Decimal;
+use uuid::Uuid;
 
 use crate::aggregate::EventDecodeError;
 use crate::envelope::Envelope;
 use crate::position::Position;
 
 /// The column types a read model may use; each SQL dialect maps them to its own types.
+///
+/// Every type reads back the same from SQLite, PostgreSQL and MySQL/MariaDB (see
+/// `eventline_readmodel::Row` for the JSON each one reads as), so one projection runs on all
+/// three and their content digests compare. Columns of the types for which
+/// [`ColumnType::is_keyable`] is false cannot be in a primary key or an index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
     /// 64-bit signed integer.
@@ -14,6 +23,48 @@ pub enum ColumnType {
     Text,
     /// A UTC instant with microsecond precision.
     Timestamp,
+    /// True or false.
+    Boolean,
+    /// A 64-bit binary floating-point number, finite (NaN and the infinities have no place in
+    /// MySQL or JSON). Not keyable: binary fractions compare inexactly; use
+    /// [`ColumnType::Decimal`] for amounts.
+    Double,
+    /// An exact decimal number of at most `precision` digits, `scale` of them after the point:
+    /// amounts that are not kept in minor units. `precision` is 1 to
+    /// [`ColumnType::MAX_DECIMAL_PRECISION`], `scale` 0 to `precision`. Values with more
+    /// fractional digits than `scale`, or more integer digits than `precision - scale`, are
+    /// refused rather than rounded.
+    Decimal { precision: u8, scale: u8 },
+    /// A JSON document: `jsonb` on PostgreSQL, `JSON` on MySQL/MariaDB, text on SQLite. Read
+    /// back as the document; not keyable.
+    Json,
+    /// A UUID, read as its lowercase hyphenated form.
+    Uuid,
+    /// A calendar date (no time, no zone), years 1 to 9999, read as `YYYY-MM-DD`.
+    Date,
+    /// Bytes of any length, read as base64. Not keyable.
+    Bytes,
+}
+
+impl ColumnType {
+    /// The largest precision of a [`ColumnType::Decimal`]: SQLite keeps decimals as 64-bit
+    /// integers scaled by `10^scale` (exact, and ordered like the numbers), and 18 digits
+    /// always fit one.
+    pub const MAX_DECIMAL_PRECISION: u8 = 18;
+
+    /// A [`ColumnType::Decimal`] of `precision` digits, `scale` of them after the point.
+    pub const fn decimal(precision: u8, scale: u8) -> Self {
+        ColumnType::Decimal { precision, scale }
+    }
+
+    /// Whether a column of this type can be in a primary key or an index, and so order and
+    /// bound a keyset page. Doubles, JSON documents and bytes cannot.
+    pub const fn is_keyable(self) -> bool {
+        !matches!(
+            self,
+            ColumnType::Double | ColumnType::Json | ColumnType::Bytes
+        )
+    }
 }
 
 /// A column of a read-model table.
@@ -65,12 +116,80 @@ impl Table {
 }
 
 /// A value written to or read from a read-model column.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Each variant belongs to one [`ColumnType`]; [`Value::Null`] fits any nullable column.
+/// Equality is exact, except that a [`Value::Double`] of `-0.0` equals `0.0` (as in SQL) and
+/// decimals compare by value (`1.50` equals `1.5`).
+#[derive(Debug, Clone)]
 pub enum Value {
     Null,
+    /// For [`ColumnType::BigInt`].
     Int(i64),
+    /// For [`ColumnType::Text`].
     Text(String),
+    /// For [`ColumnType::Timestamp`].
     Timestamp(DateTime<Utc>),
+    /// For [`ColumnType::Boolean`].
+    Bool(bool),
+    /// For [`ColumnType::Double`]; must be finite.
+    Double(f64),
+    /// For [`ColumnType::Decimal`]; must fit the column's precision and scale.
+    Decimal(Decimal),
+    /// For [`ColumnType::Json`]: any document, `null` included.
+    Json(serde_json::Value),
+    /// For [`ColumnType::Uuid`].
+    Uuid(Uuid),
+    /// For [`ColumnType::Date`]; years 1 to 9999.
+    Date(NaiveDate),
+    /// For [`ColumnType::Bytes`].
+    Bytes(Vec<u8>),
+}
+
+/// `-0.0` and `0.0` are one value (SQL compares them equal); every other double is its bits.
+fn double_identity(v: f64) -> u64 {
+    if v == 0.0 { 0 } else { v.to_bits() }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Null, Value::Null) => true,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Text(a), Value::Text(b)) => a == b,
+            (Value::Timestamp(a), Value::Timestamp(b)) => a == b,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Double(a), Value::Double(b)) => double_identity(*a) == double_identity(*b),
+            (Value::Decimal(a), Value::Decimal(b)) => a == b,
+            (Value::Json(a), Value::Json(b)) => a == b,
+            (Value::Uuid(a), Value::Uuid(b)) => a == b,
+            (Value::Date(a), Value::Date(b)) => a == b,
+            (Value::Bytes(a), Value::Bytes(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Equality is an equivalence: doubles compare by [`double_identity`], not IEEE `==`.
+impl Eq for Value {}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Value::Null => {}
+            Value::Int(v) => v.hash(state),
+            Value::Text(v) => v.hash(state),
+            Value::Timestamp(v) => v.hash(state),
+            Value::Bool(v) => v.hash(state),
+            Value::Double(v) => double_identity(*v).hash(state),
+            // Equal decimals of different scales (1.5, 1.50) hash alike.
+            Value::Decimal(v) => v.normalize().hash(state),
+            Value::Json(v) => v.hash(state),
+            Value::Uuid(v) => v.hash(state),
+            Value::Date(v) => v.hash(state),
+            Value::Bytes(v) => v.hash(state),
+        }
+    }
 }
 
 impl From<i64> for Value {
@@ -101,6 +220,56 @@ impl From<String> for Value {
 impl From<DateTime<Utc>> for Value {
     fn from(v: DateTime<Utc>) -> Self {
         Value::Timestamp(v)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Double(v)
+    }
+}
+
+impl From<Decimal> for Value {
+    fn from(v: Decimal) -> Self {
+        Value::Decimal(v)
+    }
+}
+
+impl From<serde_json::Value> for Value {
+    /// The document, even `null`: a JSON column then holds the document `null`, which reads
+    /// back as JSON `null` like SQL NULL does.
+    fn from(v: serde_json::Value) -> Self {
+        Value::Json(v)
+    }
+}
+
+impl From<Uuid> for Value {
+    fn from(v: Uuid) -> Self {
+        Value::Uuid(v)
+    }
+}
+
+impl From<NaiveDate> for Value {
+    fn from(v: NaiveDate) -> Self {
+        Value::Date(v)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v)
+    }
+}
+
+impl From<&[u8]> for Value {
+    fn from(v: &[u8]) -> Self {
+        Value::Bytes(v.to_vec())
     }
 }
 

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use eventline_core::{Column, ColumnType, Index, Table};
@@ -57,18 +58,47 @@ impl Dialect {
         }
     }
 
-    fn column_type(self, ty: ColumnType, indexed: bool) -> &'static str {
-        match (self, ty) {
-            (Dialect::Sqlite, ColumnType::BigInt) => "INTEGER",
-            (Dialect::Sqlite, ColumnType::Text | ColumnType::Timestamp) => "TEXT",
+    fn column_type(self, ty: ColumnType, indexed: bool) -> Cow<'static, str> {
+        let name = match (self, ty) {
+            (Dialect::Sqlite, ColumnType::BigInt | ColumnType::Boolean) => "INTEGER",
+            // SQLite keeps a decimal as an integer scaled by 10^scale: exact and ordered.
+            (Dialect::Sqlite, ColumnType::Decimal { .. }) => "INTEGER",
+            (Dialect::Sqlite, ColumnType::Double) => "REAL",
+            (
+                Dialect::Sqlite,
+                ColumnType::Text
+                | ColumnType::Timestamp
+                | ColumnType::Json
+                | ColumnType::Uuid
+                | ColumnType::Date,
+            ) => "TEXT",
+            (Dialect::Sqlite, ColumnType::Bytes) => "BLOB",
             (Dialect::Postgres | Dialect::MySql, ColumnType::BigInt) => "BIGINT",
+            (Dialect::Postgres | Dialect::MySql, ColumnType::Boolean) => "BOOLEAN",
+            (Dialect::Postgres | Dialect::MySql, ColumnType::Date) => "DATE",
+            (Dialect::Postgres, ColumnType::Decimal { precision, scale }) => {
+                return Cow::Owned(format!("NUMERIC({precision},{scale})"));
+            }
+            (Dialect::MySql, ColumnType::Decimal { precision, scale }) => {
+                return Cow::Owned(format!("DECIMAL({precision},{scale})"));
+            }
             (Dialect::Postgres, ColumnType::Text) => "TEXT",
             (Dialect::Postgres, ColumnType::Timestamp) => "TIMESTAMPTZ",
+            (Dialect::Postgres, ColumnType::Double) => "DOUBLE PRECISION",
+            (Dialect::Postgres, ColumnType::Json) => "JSONB",
+            (Dialect::Postgres, ColumnType::Uuid) => "UUID",
+            (Dialect::Postgres, ColumnType::Bytes) => "BYTEA",
             // 191 characters of utf8mb4 fit InnoDB's index key limit everywhere.
             (Dialect::MySql, ColumnType::Text) if indexed => "VARCHAR(191)",
             (Dialect::MySql, ColumnType::Text) => "LONGTEXT",
             (Dialect::MySql, ColumnType::Timestamp) => "DATETIME(6)",
-        }
+            (Dialect::MySql, ColumnType::Double) => "DOUBLE",
+            (Dialect::MySql, ColumnType::Json) => "JSON",
+            // Lowercase hyphenated text, which orders like PostgreSQL's uuid.
+            (Dialect::MySql, ColumnType::Uuid) => "CHAR(36)",
+            (Dialect::MySql, ColumnType::Bytes) => "LONGBLOB",
+        };
+        Cow::Borrowed(name)
     }
 
     /// `CREATE TABLE IF NOT EXISTS` and its indexes, one statement each.
@@ -230,7 +260,7 @@ impl Dialect {
     fn typed_placeholder(self, table: &Table, column: &str, n: usize) -> String {
         let ty = table
             .column(column)
-            .map_or("TEXT", |c| self.column_type(c.ty, false));
+            .map_or(Cow::Borrowed("TEXT"), |c| self.column_type(c.ty, false));
         format!("{}::{ty}", self.placeholder(n))
     }
 
@@ -668,6 +698,64 @@ pub(crate) mod tests {
             Dialect::MySql.upsert_rows(&accounts(), &["id", "balance"], 2),
             "INSERT INTO `accounts` (`id`, `balance`) VALUES (?, ?), (?, ?) \
              ON DUPLICATE KEY UPDATE `balance` = VALUES(`balance`)"
+        );
+    }
+
+    #[test]
+    fn renders_every_column_type_for_each_database() {
+        let table = Table {
+            name: "kinds",
+            columns: vec![
+                Column::new("flag", ColumnType::Boolean),
+                Column::new("ratio", ColumnType::Double),
+                Column::new("price", ColumnType::decimal(12, 2)),
+                Column::new("doc", ColumnType::Json),
+                Column::new("id", ColumnType::Uuid),
+                Column::new("day", ColumnType::Date),
+                Column::new("blob", ColumnType::Bytes),
+            ],
+            primary_key: &["id"],
+            indexes: vec![],
+        };
+        let types = |d: Dialect| -> Vec<String> {
+            table
+                .columns
+                .iter()
+                .map(|c| d.column_type(c.ty, false).into_owned())
+                .collect()
+        };
+        assert_eq!(
+            types(Dialect::Sqlite),
+            ["INTEGER", "REAL", "INTEGER", "TEXT", "TEXT", "TEXT", "BLOB"]
+        );
+        assert_eq!(
+            types(Dialect::Postgres),
+            [
+                "BOOLEAN",
+                "DOUBLE PRECISION",
+                "NUMERIC(12,2)",
+                "JSONB",
+                "UUID",
+                "DATE",
+                "BYTEA"
+            ]
+        );
+        assert_eq!(
+            types(Dialect::MySql),
+            [
+                "BOOLEAN",
+                "DOUBLE",
+                "DECIMAL(12,2)",
+                "JSON",
+                "CHAR(36)",
+                "DATE",
+                "LONGBLOB"
+            ]
+        );
+        assert_eq!(
+            Dialect::Postgres.upsert_arrays(&table, &["id", "price"]),
+            "INSERT INTO \"kinds\" (\"id\", \"price\") SELECT * FROM unnest($1::UUID[], \
+             $2::NUMERIC(12,2)[]) ON CONFLICT (\"id\") DO UPDATE SET \"price\" = excluded.\"price\""
         );
     }
 

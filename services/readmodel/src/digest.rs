@@ -2,9 +2,11 @@
 //!
 //! A table's digest is its row count and an order-independent checksum of its rows (the sum,
 //! wrapping, of a 64-bit FNV-1a hash of each row's canonical JSON: columns sorted by name,
-//! integers as numbers, text as strings, timestamps as RFC 3339 with microseconds). Rows read
-//! the same from SQLite, PostgreSQL and MySQL, and collation does not matter, so digests of
-//! one model in two database types are equal exactly when their contents are.
+//! each value in its type's canonical form (see [`crate::Row`]), the keys of JSON documents
+//! sorted at every level, whatever order the database keeps them in (PostgreSQL's `jsonb`
+//! and MySQL reorder them, SQLite and MariaDB do not)). Rows read the same from SQLite,
+//! PostgreSQL and MySQL, and collation does not matter, so digests of one model in two
+//! database types are equal exactly when their contents are.
 
 use eventline_core::{Projection, Table, Value};
 
@@ -98,8 +100,8 @@ impl ReadModelDb {
                 for column in ignore {
                     row.remove(*column);
                 }
-                // serde_json's map keeps keys sorted: the text is canonical.
-                let text = serde_json::to_string(&row).unwrap_or_default();
+                let mut text = String::new();
+                canonical_json(&serde_json::Value::Object(row), &mut text);
                 digest.rows += 1;
                 digest.checksum = digest.checksum.wrapping_add(fnv1a(text.as_bytes()));
             }
@@ -111,9 +113,57 @@ impl ReadModelDb {
     }
 }
 
+/// Writes `value` as JSON with the keys of every object sorted, and zero as `0` or `0.0`
+/// whatever its sign: one text for one value, whichever database it was read from.
+fn canonical_json(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value as Json;
+    match value {
+        Json::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Json::String(key.clone()).to_string());
+                out.push(':');
+                canonical_json(value, out);
+            }
+            out.push('}');
+        }
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(']');
+        }
+        Json::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => out.push_str("0.0"),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::fnv1a;
+    use super::{canonical_json, fnv1a};
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let text = |value: serde_json::Value| {
+            let mut out = String::new();
+            canonical_json(&value, &mut out);
+            out
+        };
+        assert_eq!(
+            text(json!({"b": {"z": 1, "a": [-0.0, "é"]}, "a": null})),
+            r#"{"a":null,"b":{"a":[0.0,"é"],"z":1}}"#
+        );
+    }
 
     #[test]
     fn fnv1a_matches_its_reference_values() {

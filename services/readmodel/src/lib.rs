@@ -22,6 +22,7 @@ mod plan;
 mod pool;
 mod progress;
 mod query;
+mod value;
 
 pub use cutover::{CutOver, generation};
 pub use db::{BatchOutcome, BatchSource, PartitionOffset, ProjectedEvent, ReplayClaim, Schema};
@@ -31,4 +32,5 @@ pub use error::ReadModelError;
 pub use lease::{Lease, LeaseKeeper};
 pub use pool::ReadModelDb;
 pub use progress::ProgressOnly;
-pub use query::{Row, Select, column_value};
+pub use query::{Row, Select};
+pub use value::column_value;

@@ -8,6 +8,8 @@
 //! names the table and what changed, because existing rows cannot be rewritten from nothing:
 //! such a read model is rebuilt by replaying the events into new tables.
 
+use std::borrow::Cow;
+
 use eventline_core::{Column, ColumnType, Index, Table};
 
 /// The canonical text of a table declaration; equal texts mean equal tables.
@@ -22,12 +24,24 @@ pub(crate) fn definition(table: &Table) -> String {
     )
 }
 
-fn type_text(ty: ColumnType) -> &'static str {
-    match ty {
+/// A column type as recorded. The first three are the texts recorded since the beginning,
+/// so old definitions still compare equal to unchanged declarations.
+fn type_text(ty: ColumnType) -> Cow<'static, str> {
+    Cow::Borrowed(match ty {
         ColumnType::BigInt => "bigint",
         ColumnType::Text => "text",
         ColumnType::Timestamp => "timestamp",
-    }
+        ColumnType::Boolean => "boolean",
+        ColumnType::Double => "double",
+        // No space inside: the recorded column list is split at ", ".
+        ColumnType::Decimal { precision, scale } => {
+            return Cow::Owned(format!("decimal({precision},{scale})"));
+        }
+        ColumnType::Json => "json",
+        ColumnType::Uuid => "uuid",
+        ColumnType::Date => "date",
+        ColumnType::Bytes => "bytes",
+    })
 }
 
 fn column_text(column: &Column) -> String {
@@ -165,6 +179,28 @@ mod tests {
                 add_columns: vec![],
                 add_indexes: vec![]
             }
+        );
+    }
+
+    #[test]
+    fn definitions_recorded_before_the_new_types_still_read_back() {
+        // As recorded when only bigint, text and timestamp existed.
+        let recorded = "columns id text, holder text, balance bigint, closed_at timestamp null; \
+                        primary key id; indexes accounts_holder(holder,id)";
+        assert_eq!(definition(&accounts()), recorded);
+        let mut new = accounts();
+        new.columns
+            .push(Column::nullable("rate", ColumnType::decimal(9, 4)));
+        new.columns.push(Column::nullable("doc", ColumnType::Json));
+        let migration = plan(recorded, &new).expect("additive");
+        assert_eq!(migration.add_columns.len(), 2);
+        assert!(definition(&new).contains("rate decimal(9,4) null, doc json null"));
+        let mut rescaled = new.clone();
+        rescaled.columns[4] = Column::nullable("rate", ColumnType::decimal(9, 2));
+        let refused = plan(&definition(&new), &rescaled).expect_err("refused");
+        assert!(
+            refused.contains("\"rate decimal(9,4) null\" became \"rate decimal(9,2) null\""),
+            "{refused}"
         );
     }
 

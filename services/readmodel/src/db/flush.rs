@@ -1,8 +1,8 @@
 //! Writing a batch's combined row changes: many rows per statement, grouped by the columns
 //! they write (PostgreSQL takes one array per column).
 
-use chrono::{DateTime, Utc};
 use eventline_core::{ColumnType, RowOp, Table, Value};
+use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Executor, IntoArguments};
 
 use super::Schema;
@@ -104,7 +104,11 @@ where
             }
         }
         for (columns, rows) in &upserts {
-            columns_of(table, &rows[0])?;
+            // Every value is checked against its column, whatever the database would accept.
+            let mut declared = Vec::new();
+            for row in rows {
+                declared = columns_of(table, row)?;
+            }
             // PostgreSQL takes the rows as one array per column.
             let conn_any: &mut dyn std::any::Any = &mut *conn;
             if let Some(pg) = conn_any.downcast_mut::<sqlx::PgConnection>() {
@@ -115,8 +119,10 @@ where
             for chunk in statement_chunks(rows, per_statement) {
                 let sql = dialect.upsert_rows(table, columns, chunk.len());
                 let mut query = sqlx::query(AssertSqlSafe(sql));
-                for (_, value) in chunk.iter().flatten() {
-                    query = DB::bind(query, value);
+                for row in chunk {
+                    for ((_, value), column) in row.iter().zip(&declared) {
+                        query = DB::bind_as(query, value, column.ty);
+                    }
                 }
                 query.execute(&mut *conn).await.map_err(database_error(
                     dialect,
@@ -125,8 +131,10 @@ where
             }
         }
         for (key_columns, set_columns, rows) in &updates {
-            columns_of(table, &rows[0].0)?;
-            columns_of(table, &rows[0].1)?;
+            for (key, set) in rows {
+                columns_of(table, key)?;
+                columns_of(table, set)?;
+            }
             let conn_any: &mut dyn std::any::Any = &mut *conn;
             if let Some(pg) = conn_any.downcast_mut::<sqlx::PgConnection>() {
                 update_arrays(pg, table, key_columns, set_columns, rows).await?;
@@ -157,42 +165,71 @@ fn bind_array<'q>(
     values: &[&Value],
 ) -> Result<PgQuery<'q>, ReadModelError> {
     let ty = table.column(column).map_or(ColumnType::Text, |c| c.ty);
-    let wrong = |value: &Value| ReadModelError::Schema {
-        table: table.name.to_owned(),
-        reason: format!("column {column:?} ({ty:?}) cannot hold {value:?}"),
-    };
     Ok(match ty {
-        ColumnType::BigInt => query.bind(
-            values
-                .iter()
-                .map(|v| match v {
-                    Value::Null => Ok(None),
-                    Value::Int(i) => Ok(Some(*i)),
-                    other => Err(wrong(other)),
-                })
-                .collect::<Result<Vec<Option<i64>>, _>>()?,
-        ),
-        ColumnType::Text => query.bind(
-            values
-                .iter()
-                .map(|v| match v {
-                    Value::Null => Ok(None),
-                    Value::Text(t) => Ok(Some(t.clone())),
-                    other => Err(wrong(other)),
-                })
-                .collect::<Result<Vec<Option<String>>, _>>()?,
-        ),
-        ColumnType::Timestamp => query.bind(
-            values
-                .iter()
-                .map(|v| match v {
-                    Value::Null => Ok(None),
-                    Value::Timestamp(t) => Ok(Some(*t)),
-                    other => Err(wrong(other)),
-                })
-                .collect::<Result<Vec<Option<DateTime<Utc>>>, _>>()?,
-        ),
+        ColumnType::BigInt => query.bind(array_cells(table, column, ty, values, |v| match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        })?),
+        ColumnType::Text => query.bind(array_cells(table, column, ty, values, |v| match v {
+            Value::Text(t) => Some(t.clone()),
+            _ => None,
+        })?),
+        ColumnType::Timestamp => query.bind(array_cells(table, column, ty, values, |v| match v {
+            Value::Timestamp(t) => Some(*t),
+            _ => None,
+        })?),
+        ColumnType::Boolean => query.bind(array_cells(table, column, ty, values, |v| match v {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        })?),
+        ColumnType::Double => query.bind(array_cells(table, column, ty, values, |v| match v {
+            Value::Double(d) => Some(*d),
+            _ => None,
+        })?),
+        ColumnType::Decimal { .. } => {
+            query.bind(array_cells(table, column, ty, values, |v| match v {
+                Value::Decimal(d) => Some(*d),
+                _ => None,
+            })?)
+        }
+        ColumnType::Json => query.bind(array_cells(table, column, ty, values, |v| match v {
+            Value::Json(document) => Some(Json(document.clone())),
+            _ => None,
+        })?),
+        ColumnType::Uuid => query.bind(array_cells(table, column, ty, values, |v| match v {
+            Value::Uuid(id) => Some(*id),
+            _ => None,
+        })?),
+        ColumnType::Date => query.bind(array_cells(table, column, ty, values, |v| match v {
+            Value::Date(d) => Some(*d),
+            _ => None,
+        })?),
+        ColumnType::Bytes => query.bind(array_cells(table, column, ty, values, |v| match v {
+            Value::Bytes(b) => Some(b.clone()),
+            _ => None,
+        })?),
     })
+}
+
+/// The cells of a PostgreSQL array: each value taken out by `cell`, which answers `None`
+/// for a value of another type (a schema error).
+fn array_cells<T>(
+    table: &Table,
+    column: &str,
+    ty: ColumnType,
+    values: &[&Value],
+    cell: impl Fn(&Value) -> Option<T>,
+) -> Result<Vec<Option<T>>, ReadModelError> {
+    values
+        .iter()
+        .map(|value| match value {
+            Value::Null => Ok(None),
+            other => cell(other).map(Some).ok_or_else(|| ReadModelError::Schema {
+                table: table.name.to_owned(),
+                reason: format!("column {column:?} ({ty:?}) cannot hold {other:?}"),
+            }),
+        })
+        .collect()
 }
 
 /// PostgreSQL: upserts `rows` (each with exactly `columns`, in that order) in one statement,

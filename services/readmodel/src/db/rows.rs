@@ -1,12 +1,13 @@
 //! Single-row writes: a projection's row changes one by one, and Eventline's bookkeeping rows.
 
-use eventline_core::{RowOp, Table, Value};
+use eventline_core::{Column, RowOp, Table, Value};
 use sqlx::{AssertSqlSafe, Executor, IntoArguments};
 
 use super::Schema;
 use crate::backend::{Args, Backend};
 use crate::error::ReadModelError;
 use crate::pool::database_error;
+use crate::value;
 
 fn key_text(key: &[(&str, Value)]) -> String {
     key.iter()
@@ -76,14 +77,15 @@ where
 {
     let action = format!("writing {}", table.name);
     let columns = columns_of(table, row)?;
+    let names = names(&columns);
     let sql = if overwrite {
-        DB::DIALECT.upsert(table, &columns)
+        DB::DIALECT.upsert(table, &names)
     } else {
-        DB::DIALECT.insert_if_absent(table, &columns)
+        DB::DIALECT.insert_if_absent(table, &names)
     };
     let mut query = sqlx::query(AssertSqlSafe(sql));
-    for (_, value) in row {
-        query = DB::bind(query, value);
+    for ((_, value), column) in row.iter().zip(&columns) {
+        query = DB::bind_as(query, value, column.ty);
     }
     query
         .execute(&mut *conn)
@@ -109,10 +111,11 @@ where
                 let table = schema.table(table)?;
                 let set_columns = columns_of(table, set)?;
                 let key_columns = columns_of(table, key)?;
-                let sql = dialect.update(table.name, &set_columns, &key_columns);
+                let sql = dialect.update(table.name, &names(&set_columns), &names(&key_columns));
                 let mut query = sqlx::query(AssertSqlSafe(sql));
-                for (_, value) in set.iter().chain(key) {
-                    query = DB::bind(query, value);
+                let columns = set_columns.iter().chain(&key_columns);
+                for ((_, value), column) in set.iter().chain(key).zip(columns) {
+                    query = DB::bind_as(query, value, column.ty);
                 }
                 let done = query
                     .execute(&mut *conn)
@@ -128,10 +131,10 @@ where
             RowOp::Delete { table, key } => {
                 let table = schema.table(table)?;
                 let key_columns = columns_of(table, key)?;
-                let sql = dialect.delete(table.name, &key_columns);
+                let sql = dialect.delete(table.name, &names(&key_columns));
                 let mut query = sqlx::query(AssertSqlSafe(sql));
-                for (_, value) in key {
-                    query = DB::bind(query, value);
+                for ((_, value), column) in key.iter().zip(&key_columns) {
+                    query = DB::bind_as(query, value, column.ty);
                 }
                 query.execute(&mut *conn).await.map_err(database_error(
                     dialect,
@@ -155,10 +158,10 @@ where
 {
     let table = schema.table(table)?;
     let columns = columns_of(table, row)?;
-    let sql = DB::DIALECT.upsert(table, &columns);
+    let sql = DB::DIALECT.upsert(table, &names(&columns));
     let mut query = sqlx::query(AssertSqlSafe(sql));
-    for (_, value) in row {
-        query = DB::bind(query, value);
+    for ((_, value), column) in row.iter().zip(&columns) {
+        query = DB::bind_as(query, value, column.ty);
     }
     query.execute(conn).await.map(drop).map_err(database_error(
         DB::DIALECT,
@@ -166,19 +169,30 @@ where
     ))
 }
 
-/// The column names of `values`, each checked to be declared (names reach SQL text).
-pub(super) fn columns_of(
-    table: &Table,
+/// The columns of `values`, each checked to be declared (names reach SQL text) and to fit
+/// its value ([`value::check`]); a value that does not fit is a schema error, so the event
+/// that wrote it is dead-lettered rather than stored differently by each database.
+pub(super) fn columns_of<'t>(
+    table: &'t Table,
     values: &[(&'static str, Value)],
-) -> Result<Vec<&'static str>, ReadModelError> {
+) -> Result<Vec<&'t Column>, ReadModelError> {
+    let schema_error = |reason| ReadModelError::Schema {
+        table: table.name.to_owned(),
+        reason,
+    };
     values
         .iter()
-        .map(|(name, _)| match table.column(name) {
-            Some(column) => Ok(column.name),
-            None => Err(ReadModelError::Schema {
-                table: table.name.to_owned(),
-                reason: format!("no column {name:?}"),
-            }),
+        .map(|(name, value)| {
+            let column = table
+                .column(name)
+                .ok_or_else(|| schema_error(format!("no column {name:?}")))?;
+            value::check(column, value).map_err(schema_error)?;
+            Ok(column)
         })
         .collect()
+}
+
+/// The names of `columns`.
+pub(super) fn names(columns: &[&Column]) -> Vec<&'static str> {
+    columns.iter().map(|c| c.name).collect()
 }

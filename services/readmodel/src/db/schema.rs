@@ -16,6 +16,7 @@ use crate::dialect::Dialect;
 use crate::error::ReadModelError;
 use crate::migrate;
 use crate::pool::{ReadModelDb, execute_on, with_pool};
+use crate::value;
 
 /// The tables of one projection in one database, as created by [`ReadModelDb::ensure_schema`].
 #[derive(Debug, Clone)]
@@ -189,13 +190,25 @@ pub(crate) fn check_table(table: &Table) -> Result<(), ReadModelError> {
             return bad(format!("{name:?} is not a plain lowercase identifier"));
         }
     }
+    for column in &table.columns {
+        if let Err(reason) = value::check_type(column.ty) {
+            return bad(format!("column {:?}: {reason}", column.name));
+        }
+    }
     let columns = table
         .primary_key
         .iter()
         .chain(table.indexes.iter().flat_map(|i| i.columns.iter()));
     for column in columns {
-        if table.column(column).is_none() {
-            return bad(format!("key or index column {column:?} is not declared"));
+        match table.column(column) {
+            None => return bad(format!("key or index column {column:?} is not declared")),
+            Some(declared) if !declared.ty.is_keyable() => {
+                return bad(format!(
+                    "column {column:?} ({:?}) cannot be in a key or an index",
+                    declared.ty
+                ));
+            }
+            Some(_) => {}
         }
     }
     if table.primary_key.is_empty() {
