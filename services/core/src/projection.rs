@@ -169,7 +169,8 @@ impl PartialEq for Value {
     }
 }
 
-/// Equality is an equivalence: doubles compare by [`double_identity`], not IEEE `==`.
+/// Equality is an equivalence: doubles compare by their bits (zero of either sign as one),
+/// not by IEEE `==`, under which NaN is not equal to itself.
 impl Eq for Value {}
 
 impl Hash for Value {
