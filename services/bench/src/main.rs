@@ -352,7 +352,9 @@ async fn eventline_http_serve(
     auth: Authentication,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let service = eventline::app::command_service(store, None, &auth);
+    let service = eventline_app::App::new()
+        .domain(eventline_bank::domain())
+        .command_service(store, None, &auth);
     eventline_http::serve(listener, service, shutdown).await
 }
 

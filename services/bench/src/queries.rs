@@ -50,7 +50,9 @@ pub async fn queries(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let service = eventline::app::query_service(db, &auth);
+    let service = eventline_app::App::new()
+        .domain(eventline_bank::domain())
+        .query_service(db, &auth);
     let server = tokio::spawn(eventline_http::serve(listener, service, shutdown.clone()));
     let http = reqwest::Client::new();
     let token = Arc::new(token);

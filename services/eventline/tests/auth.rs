@@ -68,14 +68,14 @@ async fn every_route_needs_a_valid_token_with_its_scope() {
         let other = tempfile::tempdir().expect("temp dir");
         let secret = other.path().join("guessed-secret");
         std::fs::write(&secret, "not-the-secret-of-this-service-at-all").expect("write");
-        let token = eventline::auth::mint(&eventline::cli::TokenArgs {
+        let token = eventline_app::auth::mint(&eventline_app::cli::TokenArgs {
             subject: "mallory".into(),
             scopes: vec!["eventline:read".into(), "eventline:write".into()],
             ttl_seconds: 600,
             hs256_secret_file: Some(secret),
             data_dir: other.path().to_path_buf(),
-            issuer: eventline::auth::DEV_ISSUER.into(),
-            audience: eventline::auth::DEV_AUDIENCE.into(),
+            issuer: eventline_app::auth::DEV_ISSUER.into(),
+            audience: eventline_app::auth::DEV_AUDIENCE.into(),
         })
         .expect("mint with another secret");
         app.client.with_token(token)

@@ -9,9 +9,9 @@ mod support;
 use std::time::Duration;
 
 use clap::Parser;
-use eventline::app::{self, Services};
-use eventline::cli::{Cli, Command};
-use eventline::url::open_store;
+use eventline_app::Services;
+use eventline_app::cli::{Cli, Command};
+use eventline_app::url::open_store;
 use eventline_bank::read_model_rows;
 use eventline_readmodel::ReadModelDb;
 use eventline_test_support::{PrivateBroker, TestDatabase, kafka_brokers, unique_name};
@@ -35,12 +35,16 @@ async fn start(args: &[&str], shutdown: &CancellationToken) -> Services {
         .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let shutdown = shutdown.clone();
     match &cli.command {
-        Command::CommandApi(args) => app::command_api(args, shutdown).await,
-        Command::QueryApi(args) => app::query_api(args, shutdown).await,
-        Command::Project(args) => app::project(args, shutdown).await,
-        Command::Relay(args) => app::relay(args, shutdown).await,
-        Command::Processor(args) => app::processor(args, shutdown).await,
-        Command::Embedded(_) | Command::Replay(_) | Command::Rollback(_) | Command::Token(_) => {
+        Command::CommandApi(args) => support::app().command_api(args, shutdown).await,
+        Command::QueryApi(args) => support::app().query_api(args, shutdown).await,
+        Command::Project(args) => support::app().project(args, shutdown).await,
+        Command::Relay(args) => support::app().relay(args, shutdown).await,
+        Command::Processor(args) => support::app().processor(args, shutdown).await,
+        Command::Embedded(_)
+        | Command::Replay(_)
+        | Command::Rollback(_)
+        | Command::Token(_)
+        | Command::Projections(_) => {
             unreachable!("not part of the pipeline")
         }
     }
@@ -157,7 +161,7 @@ impl Pipeline {
             &shutdown,
         )
         .await;
-        let token = eventline::auth::mint(&eventline::cli::TokenArgs {
+        let token = eventline_app::auth::mint(&eventline_app::cli::TokenArgs {
             subject: "pipeline-test".into(),
             scopes: vec!["eventline:read".into(), "eventline:write".into()],
             ttl_seconds: 3_600,

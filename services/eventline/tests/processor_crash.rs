@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventline::url::open_store;
+use eventline_app::url::open_store;
 use eventline_core::{CommandHandler, EventStore, Metadata, Position};
 use eventline_orders::{CreateOrder, Order, OrderCommand, OrderLine};
 use eventline_readmodel::ReadModelDb;

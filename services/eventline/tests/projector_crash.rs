@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventline::url::open_store;
+use eventline_app::url::open_store;
 use eventline_bank::{AccountsProjection, read_model_rows};
 use eventline_core::{EventStore, Metadata, NewEvent};
 use eventline_readmodel::ReadModelDb;

@@ -155,7 +155,10 @@ async fn refusals_name_the_problem() {
     let (ok, _, stderr) = finished(replay_of("nope", &store_url, &target_url, "r1")).await;
     assert!(!ok);
     assert!(
-        stderr.contains("--projection: no projection named \"nope\""),
+        stderr.contains(
+            "--projection: this image has no projection named \"nope\" \
+             (it has: bank-accounts, social-posts, shop-orders)"
+        ),
         "{stderr}"
     );
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventline_core::{Envelope, EventStore, Position, ProjectionError, StoreError};
+use eventline_core::{CommandError, Envelope, EventStore, Position, ProjectionError, StoreError};
 use eventline_readmodel::{
     LeaseKeeper, ProgressOnly, ProjectedEvent, ReadModelDb, ReadModelError, Schema,
 };
@@ -42,6 +42,24 @@ pub enum ReactionError {
     /// the event is dead-lettered with this reason and the processor moves on.
     #[error("{0}")]
     Permanent(String),
+}
+
+impl<E: std::error::Error + 'static> From<CommandError<E>> for ReactionError {
+    /// The usual verdict on a command a reaction sent: refused by the aggregate's rules, or
+    /// unanswerable (an undecodable stream, a malformed append), it will never succeed;
+    /// a lost race or an unreachable store is worth another try.
+    fn from(error: CommandError<E>) -> Self {
+        match error {
+            CommandError::Rejected(_)
+            | CommandError::Undecodable { .. }
+            | CommandError::Store(StoreError::Corrupt { .. } | StoreError::InvalidInput { .. }) => {
+                ReactionError::Permanent(error.to_string())
+            }
+            CommandError::Conflict { .. } | CommandError::Store(_) => {
+                ReactionError::Transient(error.to_string())
+            }
+        }
+    }
 }
 
 /// Code that reacts to events by sending commands.

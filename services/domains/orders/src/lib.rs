@@ -22,3 +22,15 @@ pub use order::{
 };
 pub use processor::OrderProcessor;
 pub use projection::{OrdersProjection, lines_table, orders_table};
+
+/// The orders domain as an Eventline application runs it: the [`Order`] aggregate behind the
+/// `/orders` command routes (snapshotted), the order queries, the [`OrdersProjection`] and
+/// the [`OrderProcessor`].
+pub fn domain() -> eventline_domain::Domain {
+    eventline_domain::Domain::new("orders")
+        .describe("Orders: created over HTTP, processed in the background")
+        .snapshotted_aggregate::<Order>(Order::SNAPSHOT_FORMAT, api::command_routes)
+        .queries(|db| api::query_routes(api::QueryState::new(db)))
+        .projection(OrdersProjection)
+        .process_manager(OrderProcessor::new)
+}

@@ -20,3 +20,13 @@ pub use post::{
     PostError, PostEvent, PostStatus, RemoveComment,
 };
 pub use projection::{PostsProjection, comments_table, posts_table};
+
+/// The posts domain as an Eventline application runs it: the [`Post`] aggregate behind the
+/// `/posts` command routes (snapshotted), the post queries, and the [`PostsProjection`].
+pub fn domain() -> eventline_domain::Domain {
+    eventline_domain::Domain::new("posts")
+        .describe("Social-media posts: post, edit, like, comment, delete")
+        .snapshotted_aggregate::<Post>(Post::SNAPSHOT_FORMAT, api::command_routes)
+        .queries(|db| api::query_routes(api::QueryState::new(db)))
+        .projection(PostsProjection)
+}

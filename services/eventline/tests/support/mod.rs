@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use eventline::app::{Embedded, Services};
-use eventline::cli::{AuthArgs, AuthMode, EmbeddedArgs};
-use eventline::url::open_store;
+use eventline_app::cli::{AuthArgs, AuthMode, EmbeddedArgs};
+use eventline_app::url::open_store;
+use eventline_app::{App, Services};
 use eventline_core::EventStore;
 use eventline_store_sqlite::SqliteEventStore;
 use eventline_test_support::TestDatabase;
@@ -17,6 +17,14 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+
+/// The `eventline` binary's application: the three example domains.
+pub fn app() -> App {
+    App::new()
+        .domain(eventline_bank::domain())
+        .domain(eventline_posts::domain())
+        .domain(eventline_orders::domain())
+}
 
 /// An HTTP answer: status, headers and JSON body (`Null` when the body is not JSON).
 #[derive(Debug)]
@@ -229,7 +237,8 @@ impl TestApp {
             ),
         };
         let shutdown = CancellationToken::new();
-        let embedded = Embedded::start(&args, shutdown.clone())
+        let embedded = app()
+            .embedded(&args, shutdown.clone())
             .await
             .expect("embedded mode starts");
         Self {
@@ -247,14 +256,14 @@ impl TestApp {
 
     /// A development token for `subject` with `scopes`, signed with this app's secret.
     pub fn token(&self, subject: &str, scopes: &[&str]) -> String {
-        eventline::auth::mint(&eventline::cli::TokenArgs {
+        eventline_app::auth::mint(&eventline_app::cli::TokenArgs {
             subject: subject.into(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             ttl_seconds: 600,
             hs256_secret_file: None,
             data_dir: self.data_dir.path().to_path_buf(),
-            issuer: eventline::auth::DEV_ISSUER.into(),
-            audience: eventline::auth::DEV_AUDIENCE.into(),
+            issuer: eventline_app::auth::DEV_ISSUER.into(),
+            audience: eventline_app::auth::DEV_AUDIENCE.into(),
         })
         .expect("mint a development token")
     }

@@ -49,13 +49,32 @@ pub enum Command {
     /// Rolls the last cut-over back: the version it replaced becomes live again, caught up
     /// with the events stored since (PostgreSQL and SQLite read models).
     Rollback(RollbackArgs),
-    /// Runs the process managers (the order processor): reacts to stored events by sending
+    /// Runs the application's process managers: they react to stored events by sending
     /// commands, exactly once in effect. One instance is active at a time.
     Processor(ProcessorArgs),
     /// Prints a signed development token (HS256) for embedded mode or any service that
     /// trusts the same secret. Not an identity provider: production tokens come from your
     /// OIDC issuer.
     Token(TokenArgs),
+    /// Lists the domains, projections (with their tables) and process managers this image
+    /// contains, as text or JSON: what a `Projection` resource or `--projections` can name.
+    Projections(ProjectionsArgs),
+}
+
+/// How `eventline projections` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned text for people.
+    Text,
+    /// One JSON document for tools.
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProjectionsArgs {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: OutputFormat,
 }
 
 /// Whether the HTTP services check bearer tokens.
@@ -121,7 +140,8 @@ pub struct ProcessorArgs {
     /// (`sqlite://`, `postgres://`, `mysql://`); often the event store's own PostgreSQL database.
     #[arg(long, env = "EVENTLINE_PROCESSOR_CHECKPOINT_URL")]
     pub checkpoint_db: DatabaseUrl,
-    /// The processors to run, comma-separated (default: all built in).
+    /// The process managers to run, comma-separated (default: all the image contains;
+    /// `eventline projections` lists them).
     #[arg(long, env = "EVENTLINE_PROCESSORS", value_delimiter = ',')]
     pub processors: Vec<String>,
     /// Events read per batch (and per checkpoint).
@@ -196,7 +216,7 @@ pub struct ReplayArgs {
     /// `TABLE__previous` until the next cut-over).
     #[arg(long, env = "EVENTLINE_REPLAY_TARGET_URL")]
     pub target: DatabaseUrl,
-    /// The projection to rebuild (e.g. `bank-accounts`).
+    /// The projection to rebuild (e.g. `bank-accounts`; `eventline projections` lists them).
     #[arg(long, env = "EVENTLINE_REPLAY_PROJECTION")]
     pub projection: String,
     /// Names this replay; running the same request again resumes it.
@@ -382,7 +402,8 @@ pub struct ProjectArgs {
     /// before the projector drops it, in hours.
     #[arg(long, env = "EVENTLINE_PREVIOUS_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=87_600))]
     pub previous_retention_hours: u64,
-    /// The projections to run, comma-separated (default: all built in).
+    /// The projections to run, comma-separated (default: all the image contains;
+    /// `eventline projections` lists them).
     #[arg(long, env = "EVENTLINE_PROJECTIONS", value_delimiter = ',')]
     pub projections: Vec<String>,
     /// The read-model database to keep.
