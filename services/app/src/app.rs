@@ -411,24 +411,9 @@ impl App {
         args: &ReplayArgs,
         shutdown: CancellationToken,
     ) -> Result<(), AppError> {
-        let projection = self.replay_projection(&args.projection)?;
-        let store = open_store("--store", &args.store, args.store_pool_size).await?;
-        let target = open_read_model("--target", &args.target, 4).await?;
-        let mut config = eventline_replay::ReplayConfig::new(args.request_id.clone());
-        config.batch_size = args.batch_size as usize;
-        config.progress_every = std::time::Duration::from_secs(args.progress_seconds);
-        if let Some(url) = &args.verify_against {
-            config.verify_against = Some(open_read_model("--verify-against", url, 2).await?);
-        }
-        tracing::info!(store = %args.store, target = %args.target, projection = projection.name(),
-            request_id = %args.request_id, "replay starting");
-        let replay =
-            eventline_replay::Replay::new(store, target.clone(), Arc::clone(&projection), config);
-        let bar = match args.progress {
-            ProgressStyle::Bar => true,
-            ProgressStyle::Json => false,
-            ProgressStyle::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        };
+        // The reporter starts first, so that a replay that cannot even start (a projection
+        // the image does not contain, an unreachable database) says why in the Projection's
+        // status, where the operator turns it into conditions and an Event.
         let reporter = match &args.report_to {
             Some(target) => Some(
                 crate::status_report::StatusReporter::start(
@@ -442,6 +427,20 @@ impl App {
                 })?,
             ),
             None => None,
+        };
+        let replay = match self.prepare_replay(args).await {
+            Ok(replay) => replay,
+            Err(error) => {
+                if let Some(reporter) = reporter {
+                    reporter.finish(Some(error.to_string())).await;
+                }
+                return Err(error);
+            }
+        };
+        let bar = match args.progress {
+            ProgressStyle::Bar => true,
+            ProgressStyle::Json => false,
+            ProgressStyle::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
         };
         let mut display = crate::progress::Display::new(bar);
         let finished = replay
@@ -465,6 +464,27 @@ impl App {
             "replay finished"
         );
         Ok(())
+    }
+
+    /// The replay `args` ask for: its projection, store, target and reference opened.
+    async fn prepare_replay(
+        &self,
+        args: &ReplayArgs,
+    ) -> Result<eventline_replay::Replay, AppError> {
+        let projection = self.replay_projection(&args.projection)?;
+        let store = open_store("--store", &args.store, args.store_pool_size).await?;
+        let target = open_read_model("--target", &args.target, 4).await?;
+        let mut config = eventline_replay::ReplayConfig::new(args.request_id.clone());
+        config.batch_size = args.batch_size as usize;
+        config.progress_every = std::time::Duration::from_secs(args.progress_seconds);
+        if let Some(url) = &args.verify_against {
+            config.verify_against = Some(open_read_model("--verify-against", url, 2).await?);
+        }
+        tracing::info!(store = %args.store, target = %args.target, projection = projection.name(),
+            request_id = %args.request_id, "replay starting");
+        Ok(eventline_replay::Replay::new(
+            store, target, projection, config,
+        ))
     }
 
     /// The projection named by `--projection`.

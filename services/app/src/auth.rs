@@ -7,11 +7,7 @@ use std::time::Duration;
 use eventline_auth::{Authentication, DevToken, JwtConfig, KeySource, Secret};
 
 use crate::cli::{AuthArgs, AuthMode, TokenArgs};
-
-/// The issuer of embedded mode's development tokens.
-pub const DEV_ISSUER: &str = "eventline-embedded";
-/// The audience of embedded mode's development tokens.
-pub const DEV_AUDIENCE: &str = "eventline";
+pub use crate::cli::{DEV_AUDIENCE, DEV_ISSUER};
 /// The file in embedded mode's data directory that holds the development secret.
 pub const DEV_SECRET_FILE: &str = "dev-jwt-secret";
 /// The environment variable that may carry an HS256 secret (no flag, so that the secret never

@@ -7,6 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::telemetry::LogFormat;
+
+/// The issuer of embedded mode's development tokens (the default of `token --issuer`).
+pub const DEV_ISSUER: &str = "eventline-embedded";
+/// The audience of embedded mode's development tokens (the default of `token --audience`).
+pub const DEV_AUDIENCE: &str = "eventline";
 use crate::url::DatabaseUrl;
 
 /// Eventline: CQRS and event sourcing, from HTTP commands to SQL read models.
@@ -171,10 +176,10 @@ pub struct TokenArgs {
     #[arg(long, env = "EVENTLINE_DATA_DIR", default_value = "./eventline-data")]
     pub data_dir: PathBuf,
     /// The token's issuer (`iss`).
-    #[arg(long, env = "EVENTLINE_JWT_ISSUER", default_value = crate::auth::DEV_ISSUER)]
+    #[arg(long, env = "EVENTLINE_JWT_ISSUER", default_value = DEV_ISSUER)]
     pub issuer: String,
     /// The token's audience (`aud`).
-    #[arg(long, env = "EVENTLINE_JWT_AUDIENCE", default_value = crate::auth::DEV_AUDIENCE)]
+    #[arg(long, env = "EVENTLINE_JWT_AUDIENCE", default_value = DEV_AUDIENCE)]
     pub audience: String,
 }
 

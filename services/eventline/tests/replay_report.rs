@@ -154,6 +154,46 @@ async fn a_replay_publishes_its_progress_into_the_projection_status() {
     );
 }
 
+/// A Projection naming a projection the image does not contain: the replay Job fails, and the
+/// Projection's status says why and what the image does contain (the operator turns the
+/// failed report into the ReplayFailed condition and Event).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_a_projection_the_image_lacks_reports_what_it_contains() {
+    let (recorded, dir, kubeconfig) = fake_api_server().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_eventline"))
+        .args(["replay", "--store"])
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("events.sqlite").display()
+        ))
+        .arg("--target")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("read.sqlite").display()
+        ))
+        .args(["--projection", "shipment-tracking", "--request-id", "r-8"])
+        .args(["--report-to", "bank/accounts"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("EVENTLINE_LOG", "warn")
+        .output()
+        .await
+        .expect("run eventline replay");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let why = "--projection: this image has no projection named \"shipment-tracking\" \
+               (it has: bank-accounts, social-posts, shop-orders)";
+    assert!(stderr.contains(why), "{stderr}");
+    let recorded = recorded.lock().expect("lock").clone();
+    let last = &recorded.last().expect("a report").body["status"]["replay"];
+    assert_eq!(last["requestId"], "r-8");
+    assert_eq!(last["reported"]["phase"], "Failed", "{last}");
+    assert!(
+        last.to_string()
+            .contains("it has: bank-accounts, social-posts, shop-orders"),
+        "{last}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_publishes_its_lag_and_dead_letters_into_the_projection_status() {
     let (recorded, dir, kubeconfig) = fake_api_server().await;
