@@ -243,8 +243,9 @@ rejected() {
 # - processor (command): present exactly when enabled; args, ConfigMap, the store and checkpoint
 #   secretKeyRefs, replicas, port 9090 with probes and Prometheus annotations, its Service, and a
 #   PodDisruptionBudget when it has a standby;
-# - HTTPRoute: POST /accounts, /posts, /orders and GET /streams to the command service, GET
-#   /accounts, /posts, /orders to the query service.
+# - HTTPRoute: POST on the values' path prefixes (the eventline image's /accounts, /posts,
+#   /orders by default) and GET /streams to the command service, GET on the same prefixes to the
+#   query service.
 as_values() {
   "$tools_dir/bin/python" - "$@" <<'PY'
 import sys, yaml
@@ -381,7 +382,7 @@ if chart == "eventline-command":
 routes = [d for d in docs if d["kind"] == "HTTPRoute"]
 if bool(routes) != values["httpRoute"]["enabled"]:
     problems.append(f"{len(routes)} HTTPRoute(s) with httpRoute.enabled={values['httpRoute']['enabled']}")
-domains = ["/accounts", "/posts", "/orders"]
+domains = values["httpRoute"]["pathPrefixes"]
 want_matches = ([("POST", d) for d in domains] + [("GET", "/streams")]) if chart == "eventline-command" \
     else [("GET", d) for d in domains]
 for r in routes:
