@@ -4,8 +4,9 @@
 //!
 //! Reports are published from a task of their own, the latest one whenever it changed and at
 //! most once a second, so a slow or unreachable API server never slows the replay down. The
-//! final report (succeeded, or failed with the error) is always published before the process
-//! exits; a Projection that has moved on to another request stops the reporting.
+//! final report (succeeded, or failed with the error) is published before the process exits
+//! (retried for up to 10 s); a report that fails is retried every second, and only a Projection
+//! that has moved on to another request stops the reporting.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -89,6 +90,7 @@ impl StatusReporter {
             loop {
                 let closed = changes.changed().await.is_err();
                 let report = changes.borrow_and_update().clone();
+                let mut retry = false;
                 if let Some(report) = report {
                     let published = publish_replay_status(
                         &client,
@@ -104,13 +106,18 @@ impl StatusReporter {
                             tracing::warn!(%error, "no longer reporting replay progress");
                             return;
                         }
+                        // Transient (the operator has not recorded this request yet, or the
+                        // API server failed): publish the latest report again in a second, even
+                        // when no newer one comes (the final one would be lost otherwise).
                         Err(error) => {
                             tracing::warn!(projection = %target, %error,
-                                "publishing replay progress failed; the next report retries");
+                                "publishing replay progress failed; retrying in a second");
+                            changes.mark_changed();
+                            retry = true;
                         }
                     }
                 }
-                if closed {
+                if closed && !retry {
                     return;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
