@@ -94,7 +94,8 @@ impl Authentication {
     }
 
     /// Records in `openapi` that each of its operations needs a bearer JWT with the scope for
-    /// `access` (a `bearer` security scheme, and a security requirement per operation).
+    /// `access` (a `bearer` security scheme, and a security requirement per operation), and
+    /// that each can answer 401 and 403 problem documents.
     /// Nothing changes with [`Authentication::Off`].
     pub fn document(&self, openapi: &mut OpenApi, access: Access) {
         let Authentication::Jwt(verifier) = self else {
@@ -108,7 +109,9 @@ impl Authentication {
             .components
             .get_or_insert_with(Default::default)
             .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
-        let requirement = SecurityRequirement::new(BEARER_SCHEME, [verifier.scope(access)]);
+        let scope = verifier.scope(access);
+        eventline_http::document_auth_problems(openapi, &scope);
+        let requirement = SecurityRequirement::new(BEARER_SCHEME, [scope]);
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 &mut item.get,

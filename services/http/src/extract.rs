@@ -1,13 +1,14 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use eventline_core::FieldError;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::serve::BODY_LIMIT_BYTES;
 
 /// serde_json messages end with " at line 1 column 7"; clients want only the first part.
 fn without_location(message: String) -> String {
@@ -57,7 +58,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::bad_request(e.body_text(), Vec::new()))?;
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+                    limit_bytes: BODY_LIMIT_BYTES,
+                },
+                _ => ApiError::bad_request(e.body_text(), Vec::new()),
+            })?;
         let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {

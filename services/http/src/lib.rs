@@ -12,6 +12,7 @@ mod caller;
 mod command;
 mod error;
 mod extract;
+mod openapi;
 mod ops;
 mod paging;
 mod serve;
@@ -21,6 +22,10 @@ pub use caller::{Caller, command_metadata};
 pub use command::{CommandAccepted, accepted, run_command};
 pub use error::{ApiError, Problem};
 pub use extract::{ApiJson, ApiQuery, Cursor, etag, expected_version, page_limit};
+pub use openapi::{
+    IF_MATCH_PATTERN, PROBLEM_JSON, add_problem, document_auth_problems, document_problems,
+    operations_mut, problem_response,
+};
 pub use ops::{ReadyCheck, ops_routes, prometheus};
 pub use paging::{Paging, fetch_page, keyset_bound, read_error, row_into};
 pub use serve::{serve, shutdown_signal};

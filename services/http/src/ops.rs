@@ -55,11 +55,13 @@ pub fn prometheus() -> &'static PrometheusHandle {
 }
 
 /// `/healthz` (the process is alive), `/readyz` (every dependency answers), `/metrics`
-/// (Prometheus text format) and `/openapi.json` (generated from the handlers).
+/// (Prometheus text format) and `/openapi.json` (generated from the handlers, with the error
+/// answers every operation shares added by [`document_problems`](crate::document_problems)).
 pub fn ops_routes(
     checks: Vec<(&'static str, ReadyCheck)>,
-    openapi: utoipa::openapi::OpenApi,
+    mut openapi: utoipa::openapi::OpenApi,
 ) -> Router {
+    crate::openapi::document_problems(&mut openapi);
     let checks = Arc::new(checks);
     let openapi = Arc::new(openapi);
     prometheus();

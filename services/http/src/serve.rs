@@ -2,8 +2,9 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
@@ -14,7 +15,23 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 /// Requests larger than this are refused with 413 before any handler runs.
-const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+pub(crate) const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// The limit layer answers an oversized body with a plain-text 413 of its own; clients get the
+/// problem document every other error is.
+async fn problem_for_too_large(response: Response) -> Response {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
+        return ApiError::PayloadTooLarge {
+            limit_bytes: BODY_LIMIT_BYTES,
+        }
+        .into_response();
+    }
+    response
+}
 
 async fn track_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -59,6 +76,7 @@ pub async fn serve(
         })
         .layer(middleware::from_fn(track_metrics))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(middleware::map_response(problem_for_too_large))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let request_id = request

@@ -83,8 +83,11 @@ pub struct EventPage {
 #[into_params(parameter_in = Query)]
 struct Paging {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
-    /// The `next` value of the previous page.
+    /// The `next` value of the previous page, as handed out (opaque, base64url); any other
+    /// value is a 400 naming `cursor`.
+    #[param(min_length = 1, pattern = r"^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
