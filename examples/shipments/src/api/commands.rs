@@ -26,9 +26,11 @@ pub type CommandState = CommandHandler<Shipment>;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterShipmentRequest {
-    /// Who sends it (1 to 200 characters).
+    /// Who sends it (1 to 200 characters, not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub sender: String,
-    /// Who receives it (1 to 200 characters).
+    /// Who receives it (1 to 200 characters, not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub recipient: String,
     /// ISO 3166-1 alpha-2 code, e.g. `DE`.
     #[schema(pattern = "^[A-Z]{2}$")]
@@ -42,13 +44,14 @@ pub struct RegisterShipmentRequest {
     pub weight_grams: i64,
     /// What the contents are worth, as a decimal string with at most two decimals
     /// (`"1250.50"`), 0 to 1000000000.
-    #[schema(value_type = String, example = "1250.50")]
+    #[schema(value_type = String, example = "1250.50", pattern = r"^[0-9]+(\.[0-9]{1,2})?$")]
     #[serde(with = "rust_decimal::serde::str")]
     pub declared_value: Decimal,
     /// The date it must arrive by, `YYYY-MM-DD`.
     #[schema(value_type = String, format = Date)]
     pub deliver_by: NaiveDate,
     /// 1 to 100 items.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<Item>,
 }
 
@@ -56,7 +59,8 @@ pub struct RegisterShipmentRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchRequest {
-    /// The carrier taking it (1 to 100 characters).
+    /// The carrier taking it (1 to 100 characters, not blank).
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub carrier: String,
     /// Fail with 409 unless the shipment is at this version (same as `If-Match`).
     #[serde(default)]
@@ -67,7 +71,8 @@ pub struct DispatchRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryRequest {
-    /// Who signed for it (1 to 200 characters).
+    /// Who signed for it (1 to 200 characters, not blank).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub signed_by: String,
     #[serde(default)]
     pub expected_version: Option<u64>,
@@ -77,7 +82,8 @@ pub struct DeliveryRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
-    /// Why (1 to 500 characters).
+    /// Why (1 to 500 characters, not blank).
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
     #[serde(default)]
     pub expected_version: Option<u64>,

@@ -120,7 +120,9 @@ struct ListShipments {
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
-    /// The `next` value of the previous page.
+    /// The `next` value of the previous page, as handed out (opaque, base64url); any
+    /// other value is a 400 naming `cursor`.
+    #[param(min_length = 1, pattern = r"^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 

@@ -24,13 +24,16 @@ pub type CommandState = CommandHandler<Account>;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAccountRequest {
-    /// The account holder's name (1 to 200 characters).
+    /// The account holder's name (1 to 200 characters, not blank; surrounding spaces are
+    /// trimmed).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub holder: String,
     /// `checking` (the default) or `savings`.
     #[serde(default = "default_account_type")]
     pub account_type: AccountType,
-    /// In minor units (cents); 0 when left out.
+    /// In minor units (cents), 0 to 10^15; 0 when left out.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_000_i64)]
     pub opening_balance: i64,
 }
 
@@ -42,7 +45,9 @@ fn default_account_type() -> AccountType {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FundsRequest {
-    /// In minor units (cents), greater than 0.
+    /// In minor units (cents), 1 to 10^15. A withdrawal above the balance, or any command on
+    /// a closed account, is a 422.
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub amount: i64,
     /// Fail with 409 unless the account is at this version (same as `If-Match`).
     #[serde(default)]

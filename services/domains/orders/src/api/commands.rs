@@ -22,9 +22,12 @@ pub type CommandState = CommandHandler<Order>;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
-    /// Who the order is for (1 to 100 characters).
+    /// Who the order is for (1 to 100 characters, not blank; surrounding spaces are trimmed).
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub customer: String,
-    /// 1 to 100 lines.
+    /// 1 to 100 lines; each `sku` 1 to 64 characters without surrounding spaces, `quantity`
+    /// 1 to 10000, `unit_price` 0 to 10^15. A total above 10^15 is a 422.
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<OrderLine>,
 }
 

@@ -25,11 +25,13 @@ pub type CommandState = CommandHandler<Post>;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPostRequest {
-    /// The author (1 to 100 characters). With authentication on, the token's subject (and
-    /// may be left out); with it off, required.
+    /// The author (1 to 100 characters without surrounding spaces). With authentication on,
+    /// the token's subject (and may be left out; anyone else is a 403); with it off, required.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^\S([\s\S]*\S)?$")]
     pub author: Option<String>,
-    /// 1 to 5000 characters.
+    /// 1 to 5000 characters, not blank.
+    #[schema(min_length = 1, max_length = 5000, pattern = r"\S")]
     pub message: String,
 }
 
@@ -37,10 +39,12 @@ pub struct NewPostRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostMessageRequest {
-    /// The new message, 1 to 5000 characters.
+    /// The new message, 1 to 5000 characters, not blank.
+    #[schema(min_length = 1, max_length = 5000, pattern = r"\S")]
     pub message: String,
     /// Who acts (see `author` of `POST /posts`).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^\S([\s\S]*\S)?$")]
     pub user: Option<String>,
     /// Fail with 409 unless the post is at this version (same as `If-Match`).
     #[serde(default)]
@@ -51,10 +55,12 @@ pub struct PostMessageRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommentRequest {
-    /// 1 to 2000 characters.
+    /// 1 to 2000 characters, not blank.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub text: String,
     /// Who acts (see `author` of `POST /posts`).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^\S([\s\S]*\S)?$")]
     pub user: Option<String>,
     #[serde(default)]
     pub expected_version: Option<u64>,
@@ -67,6 +73,7 @@ pub struct CommentRequest {
 pub struct UserRequest {
     /// Who acts (see `author` of `POST /posts`).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, pattern = r"^\S([\s\S]*\S)?$")]
     pub user: Option<String>,
     #[serde(default)]
     pub expected_version: Option<u64>,
