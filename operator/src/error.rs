@@ -1,6 +1,7 @@
 //! The library's one error type. Every variant names the object it was working on.
+//! (Reports into a Projection's status fail with `eventline_projection_api::ReportError`.)
 
-/// Errors of the reconciler, the builders and the replay reporter.
+/// Errors of the reconciler and the builders.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The Projection has no namespace (it is namespaced, so it was not read from the API).
@@ -47,29 +48,6 @@ pub enum Error {
         request_id: String,
         /// The id in the Job's annotation.
         found: Option<String>,
-    },
-    /// A replay process reported for a request the Projection no longer runs.
-    #[error("Projection {namespace}/{name} runs another replay than {request_id}: stop reporting")]
-    ReplaySuperseded {
-        /// Projection namespace.
-        namespace: String,
-        /// Projection name.
-        name: String,
-        /// The request the process replays.
-        request_id: String,
-    },
-    /// A replay process's report conflicted because the operator has not recorded its request
-    /// in the status yet (its status write is still to come): transient, report again later.
-    #[error(
-        "Projection {namespace}/{name} does not record replay {request_id} in its status yet: report again later"
-    )]
-    ReplayNotRecordedYet {
-        /// Projection namespace.
-        namespace: String,
-        /// Projection name.
-        name: String,
-        /// The request the process replays.
-        request_id: String,
     },
     /// Leader election on the operator's Lease failed.
     #[error("leader election on Lease {namespace}/{name}: {source}")]
@@ -149,8 +127,6 @@ impl Error {
                 "patch status of" => "kube_patch_status",
                 _ => "kube_other",
             },
-            Self::ReplaySuperseded { .. } => "replay_superseded",
-            Self::ReplayNotRecordedYet { .. } => "replay_not_recorded_yet",
             Self::ReplayJobTaken { .. } => "replay_job_taken",
             Self::Lease { .. } => "lease",
             Self::Event { .. } => "event",

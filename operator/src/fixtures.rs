@@ -52,10 +52,19 @@ pub fn mysql_target() -> Target {
     }
 }
 
-impl Projection {
+/// Test constructors of Projections (a trait: the type lives in `eventline-projection-api`).
+pub trait TestProjection: Sized {
     /// `bank/accounts`, 2 replicas, PostgreSQL target, as read from the API server (uid,
     /// generation 1), without status.
-    pub fn test() -> Self {
+    fn test() -> Self;
+    fn with_replicas(self, replicas: i32, generation: i64) -> Self;
+    fn with_replay(self, request_id: &str, target: Option<Target>) -> Self;
+    fn with_status(self, status: ProjectionStatus) -> Self;
+    fn deleted(self) -> Self;
+}
+
+impl TestProjection for Projection {
+    fn test() -> Self {
         let mut p = Projection::new(
             NAME,
             ProjectionSpec {
@@ -91,13 +100,13 @@ impl Projection {
         p
     }
 
-    pub fn with_replicas(mut self, replicas: i32, generation: i64) -> Self {
+    fn with_replicas(mut self, replicas: i32, generation: i64) -> Self {
         self.spec.replicas = replicas;
         self.metadata.generation = Some(generation);
         self
     }
 
-    pub fn with_replay(mut self, request_id: &str, target: Option<Target>) -> Self {
+    fn with_replay(mut self, request_id: &str, target: Option<Target>) -> Self {
         self.spec.replay = Some(ReplayRequest {
             request_id: request_id.into(),
             target,
@@ -107,12 +116,12 @@ impl Projection {
         self
     }
 
-    pub fn with_status(mut self, status: ProjectionStatus) -> Self {
+    fn with_status(mut self, status: ProjectionStatus) -> Self {
         self.status = Some(status);
         self
     }
 
-    pub fn deleted(mut self) -> Self {
+    fn deleted(mut self) -> Self {
         self.metadata.deletion_timestamp = Some(Time(now()));
         self
     }

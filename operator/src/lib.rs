@@ -1,15 +1,17 @@
 //! Eventline's Kubernetes operator: the `Projection` resource deploys projectors and runs
 //! declarative replays.
 //!
-//! - [`crd`]: the `Projection` custom resource (types only).
+//! - [`crd`]: the `Projection` custom resource (types only; crate `eventline-projection-api`,
+//!   shared with the services).
 //! - [`resources`]: pure builders, `Projection` -> Deployment, Job, ServiceAccount, Role, RoleBinding.
 //! - [`status`]: status and conditions computed from what was observed.
 //! - [`reconcile`]: the controller (observe, decide, apply, record status).
-//! - [`report`]: how a replay process publishes its progress into `status.replay`.
+//! - [`report`]: how a replay process publishes its progress into `status.replay` (also from
+//!   `eventline-projection-api`).
 //! - [`leader`]: leader election on a `coordination.k8s.io/v1` Lease.
 //! - [`http`]: `/healthz`, `/readyz` and `/metrics`.
 
-pub mod crd;
+pub use eventline_projection_api::crd;
 pub mod error;
 pub mod http;
 pub mod leader;

@@ -10,7 +10,7 @@ fn committed_crd_matches_the_generated_one() {
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     assert!(
         committed == generated,
-        "crds/projection.yaml differs from the CRD generated from operator/src/crd.rs.\n\
+        "crds/projection.yaml differs from the CRD generated from operator/api/src/crd.rs.\n\
          Regenerate it with:\n    cargo run -p eventline-operator --bin crdgen > crds/projection.yaml\n\
          and commit the result."
     );

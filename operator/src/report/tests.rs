@@ -2,7 +2,8 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 use super::*;
-use crate::fixtures::{Exchange, NS, api_error, finished, ok, respond};
+use crate::crd::{Projection, ReplayPhase};
+use crate::fixtures::{Exchange, NS, TestProjection, api_error, finished, ok, respond};
 use crate::reconcile::Context;
 
 const URI: &str = "/apis/eventline.io/v1alpha1/namespaces/bank/projections/accounts/status?&fieldManager=eventline-replay";
@@ -78,7 +79,7 @@ async fn a_conflict_before_the_operator_recorded_the_request_is_transient() {
         .expect_err("conflict");
     finished(server).await;
     assert!(
-        matches!(error, Error::ReplayNotRecordedYet { ref request_id, .. } if request_id == "r1"),
+        matches!(error, eventline_projection_api::ReportError::ReplayNotRecordedYet { ref request_id, .. } if request_id == "r1"),
         "{error}"
     );
 }
@@ -97,7 +98,7 @@ async fn a_conflict_means_the_projection_moved_to_another_request() {
         .expect_err("fenced");
     finished(server).await;
     assert!(
-        matches!(error, Error::ReplaySuperseded { ref request_id, .. } if request_id == "r0"),
+        matches!(error, eventline_projection_api::ReportError::ReplaySuperseded { ref request_id, .. } if request_id == "r0"),
         "{error}"
     );
 }

@@ -2,7 +2,7 @@ use k8s_openapi::api::core::v1::{EnvVar, LocalObjectReference};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::fixtures::{NAME, NS, UID, mysql_target, postgres_target};
+use crate::fixtures::{NAME, NS, TestProjection, UID, mysql_target, postgres_target};
 
 fn env_of(containers: &[Container]) -> Vec<EnvVar> {
     containers[0].env.clone().expect("env")

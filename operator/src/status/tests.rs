@@ -3,7 +3,7 @@ use k8s_openapi::api::batch::v1::JobStatus;
 
 use super::*;
 use crate::crd::ReportedReplayState;
-use crate::fixtures::{job_condition, now, postgres_target};
+use crate::fixtures::{TestProjection, job_condition, now, postgres_target};
 
 /// A Deployment whose rollout has finished (every pod runs the current template), with
 /// `available` pods available.

@@ -1,6 +1,6 @@
 //! `eventline replay --report-to NAMESPACE/NAME`: the replay's progress, published into the
 //! `status.replay` of the `Projection` whose replay Job runs it (see
-//! [`eventline_operator::report`] for which status fields are whose).
+//! [`eventline_projection_api::report`] for which status fields are whose).
 //!
 //! Reports are published from a task of their own, the latest one whenever it changed and at
 //! most once a second, so a slow or unreachable API server never slows the replay down. The
@@ -11,8 +11,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use eventline_operator::crd::ReplayPhase;
-use eventline_operator::report::{ReplayProgressReport, publish_replay_status};
+use eventline_projection_api::crd::ReplayPhase;
+use eventline_projection_api::report::{ReplayProgressReport, publish_replay_status};
 use eventline_replay::Progress;
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::watch;
@@ -102,7 +102,11 @@ impl StatusReporter {
                     .await;
                     match published {
                         Ok(()) => {}
-                        Err(error @ eventline_operator::Error::ReplaySuperseded { .. }) => {
+                        Err(
+                            error @ eventline_projection_api::ReportError::ReplaySuperseded {
+                                ..
+                            },
+                        ) => {
                             tracing::warn!(%error, "no longer reporting replay progress");
                             return;
                         }
@@ -201,7 +205,7 @@ pub async fn publish_projector_status(
     tokio::spawn(async move {
         loop {
             let (lag_events, dead_letters) = projector_figures(&db, &projections, &lag).await;
-            if let Err(error) = eventline_operator::report::publish_projector_status(
+            if let Err(error) = eventline_projection_api::report::publish_projector_status(
                 &client,
                 &target.namespace,
                 &target.name,

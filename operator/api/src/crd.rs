@@ -1,6 +1,6 @@
 //! The `Projection` custom resource (`eventline.io/v1alpha1`): types only.
 //!
-//! A `Projection` names a projection compiled into the Eventline image, where its events come
+//! A `Projection` names a projection compiled into an Eventline application's image, where its events come
 //! from (the event store for replays, Kafka for the live projector) and which read database it
 //! writes. A new `spec.replay.requestId` asks for a replay (like Flink's restart nonce): the
 //! operator starts one replay `Job` per request id, never two.
@@ -44,11 +44,13 @@ pub const VERSION: &str = "v1alpha1";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProjectionSpec {
-    /// Name of the projection compiled into the image: `bank-accounts`, `social-posts` or
-    /// `shop-orders`.
+    /// Name of a projection the image contains (`IMAGE projections` lists them; the
+    /// `eventline` image has `bank-accounts`, `social-posts` and `shop-orders`). A name the image
+    /// lacks fails the projector and the replay with the list of what it does contain.
     #[schemars(length(min = 1, max = 253))]
     pub projection: String,
-    /// Container image of the `eventline` binary.
+    /// Container image of an Eventline application: this repository's `eventline` image, or
+    /// any application built on the `eventline-app` library (same subcommands and flags).
     #[schemars(length(min = 1))]
     pub image: String,
     /// Image pull policy of the projector and replay containers.
