@@ -7,10 +7,14 @@ use eventline_core::{Aggregate, CommandError, CommandHandler, CommandOutcome, Me
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::error::ApiError;
 use crate::extract::etag;
 
 /// Runs `command` on stream `id` and counts its outcome in `eventline_commands_total`
-/// (by command `name` and outcome: accepted, rejected, conflict, error).
+/// (by command `name` and outcome: accepted, rejected, conflict, error). Failures become
+/// `ApiError`s through `to_api` (`ApiError::from`, or a domain's own mapping), except a stream
+/// of another aggregate type (an id of a post sent to an account route): that is a 404, as no
+/// such aggregate exists, not an undecodable stream.
 pub async fn run_command<A: Aggregate>(
     handler: &CommandHandler<A>,
     name: &'static str,
@@ -18,7 +22,8 @@ pub async fn run_command<A: Aggregate>(
     expected: Option<u64>,
     metadata: &Metadata,
     command: &A::Command,
-) -> Result<CommandOutcome, CommandError<A::Error>> {
+    to_api: impl FnOnce(CommandError<A::Error>) -> ApiError,
+) -> Result<CommandOutcome, ApiError> {
     let result = handler.execute(id, expected, metadata, command).await;
     let outcome = match &result {
         Ok(_) => "accepted",
@@ -28,7 +33,27 @@ pub async fn run_command<A: Aggregate>(
     };
     metrics::counter!("eventline_commands_total", "command" => name, "outcome" => outcome)
         .increment(1);
-    result
+    match result {
+        Err(CommandError::Undecodable { stream_id, .. })
+            if other_stream_type::<A>(handler, &stream_id).await =>
+        {
+            Err(ApiError::not_found(format!(
+                "there is no {} {stream_id}",
+                A::STREAM_TYPE
+            )))
+        }
+        other => other.map_err(to_api),
+    }
+}
+
+/// Whether stream `id` holds another aggregate type than `A`.
+async fn other_stream_type<A: Aggregate>(handler: &CommandHandler<A>, id: &str) -> bool {
+    match handler.store().read_stream(id, 0, 1).await {
+        Ok(events) => events
+            .first()
+            .is_some_and(|e| e.stream_type != A::STREAM_TYPE),
+        Err(_) => false,
+    }
 }
 
 /// The answer to an accepted command.

@@ -113,7 +113,16 @@ async fn on_shipment(
         .map_err(|_| ApiError::not_found(format!("there is no shipment {path_id}")))?;
     let expected = expected_version(headers, expected_in_body)?;
     let metadata = command_metadata(headers, caller);
-    let done = run_command(state, name, &id, expected, &metadata, &command).await?;
+    let done = run_command(
+        state,
+        name,
+        &id,
+        expected,
+        &metadata,
+        &command,
+        ApiError::from,
+    )
+    .await?;
     let body = CommandAccepted::new(&done);
     Ok(accepted(StatusCode::OK, body.version, None, body))
 }
@@ -150,6 +159,7 @@ async fn register_shipment(
         Some(0),
         &metadata,
         &command,
+        ApiError::from,
     )
     .await?;
     let body = CommandAccepted::new(&done);

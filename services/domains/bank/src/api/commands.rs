@@ -87,7 +87,16 @@ async fn run(
     metadata: &Metadata,
     command: AccountCommand,
 ) -> Result<CommandAccepted, ApiError> {
-    let done = run_command(state, name, id, expected, metadata, &command).await?;
+    let done = run_command(
+        state,
+        name,
+        id,
+        expected,
+        metadata,
+        &command,
+        ApiError::from,
+    )
+    .await?;
     Ok(CommandAccepted::new(&done))
 }
 

@@ -74,7 +74,16 @@ async fn create_order(
         lines: request.lines,
     });
     let metadata = command_metadata(&headers, caller.as_ref());
-    let done = run_command(&state, "create_order", &id, Some(0), &metadata, &command).await?;
+    let done = run_command(
+        &state,
+        "create_order",
+        &id,
+        Some(0),
+        &metadata,
+        &command,
+        ApiError::from,
+    )
+    .await?;
     let body = CommandAccepted::new(&done);
     let location = format!("/orders/{id}");
     Ok(accepted(
@@ -110,7 +119,16 @@ async fn process_order(
     };
     let command = OrderCommand::Process(ProcessOrder { processed_by });
     let metadata = command_metadata(&headers, caller.as_ref());
-    let done = run_command(&state, "process_order", &id, expected, &metadata, &command).await?;
+    let done = run_command(
+        &state,
+        "process_order",
+        &id,
+        expected,
+        &metadata,
+        &command,
+        ApiError::from,
+    )
+    .await?;
     let body = CommandAccepted::new(&done);
     Ok(accepted(StatusCode::OK, body.version, None, body))
 }

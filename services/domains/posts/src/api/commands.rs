@@ -180,9 +180,7 @@ impl<'a> OnPost<'a> {
         let id = uuid_in_path(self.post_id, "post")?;
         let expected = expected_version(self.headers, self.expected_in_body)?;
         let metadata = command_metadata(self.headers, self.caller);
-        let done = run_command(state, name, &id, expected, &metadata, &command)
-            .await
-            .map_err(post_error)?;
+        let done = run_command(state, name, &id, expected, &metadata, &command, post_error).await?;
         Ok(CommandAccepted::new(&done))
     }
 
@@ -218,9 +216,16 @@ async fn new_post(
         message: request.message,
     });
     let metadata = command_metadata(&headers, caller.as_ref());
-    let done = run_command(&state, "new_post", &id, Some(0), &metadata, &command)
-        .await
-        .map_err(post_error)?;
+    let done = run_command(
+        &state,
+        "new_post",
+        &id,
+        Some(0),
+        &metadata,
+        &command,
+        post_error,
+    )
+    .await?;
     let body = CommandAccepted::new(&done);
     let location = format!("/posts/{id}");
     Ok(accepted(
