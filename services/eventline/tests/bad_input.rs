@@ -219,3 +219,74 @@ async fn bad_queries_are_refused() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_a_413_problem_naming_the_limit() {
+    let app = TestApp::start().await;
+    let client = &app.client;
+    let message = "x".repeat(2 * 1024 * 1024);
+    let body = json!({ "author": "ada", "message": message }).to_string();
+
+    let too_large = client.post_raw("/posts", &body, &[]).await;
+    assert_problem(
+        &too_large,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        None,
+        "larger than the limit of 1048576 bytes",
+    );
+    assert_eq!(too_large.body["type"], "urn:eventline:payload_too_large");
+    assert_eq!(too_large.body["title"], "Payload Too Large");
+    app.stop().await;
+}
+
+/// The statuses `/openapi.json` of the service at `base` documents for each operation, and
+/// the media types of its error answers.
+async fn documented(base: &str) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let document: serde_json::Value = reqwest::get(format!("{base}/openapi.json"))
+        .await
+        .expect("GET /openapi.json")
+        .json()
+        .await
+        .expect("an OpenAPI document");
+    let paths = document["paths"].as_object().expect("paths");
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().expect("path item") {
+            let responses = operation["responses"].as_object().expect("responses");
+            let statuses = responses.keys().cloned().collect();
+            let error_types = responses
+                .iter()
+                .filter(|(status, _)| !status.starts_with('2'))
+                .flat_map(|(_, r)| r["content"].as_object().expect("content").keys().cloned())
+                .collect();
+            operations.push((format!("{method} {path}"), statuses, error_types));
+        }
+    }
+    assert!(!operations.is_empty(), "{base} documents no operation");
+    operations
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_authentication_on_every_operation_documents_401_403_and_problem_answers() {
+    let app = TestApp::start_with_auth(
+        support::Database::Sqlite,
+        support::Database::Sqlite,
+        support::dev_auth(),
+    )
+    .await;
+    for base in [&app.client.command, &app.client.query] {
+        for (operation, statuses, error_types) in documented(base).await {
+            for status in ["401", "403", "500"] {
+                assert!(
+                    statuses.iter().any(|s| s == status),
+                    "{operation} does not document {status}: {statuses:?}"
+                );
+            }
+            assert!(
+                error_types.iter().all(|t| t == "application/problem+json"),
+                "{operation} documents error answers as {error_types:?}"
+            );
+        }
+    }
+    app.stop().await;
+}
