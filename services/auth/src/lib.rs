@@ -110,7 +110,7 @@ impl Authentication {
             .get_or_insert_with(Default::default)
             .add_security_scheme(BEARER_SCHEME, SecurityScheme::Http(scheme));
         let scope = verifier.scope(access);
-        eventline_http::document_auth_problems(openapi, &scope);
+        eventline_http::document_auth_problems(openapi, scope);
         let requirement = SecurityRequirement::new(BEARER_SCHEME, [scope]);
         for item in openapi.paths.paths.values_mut() {
             let operations = [
