@@ -1,10 +1,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use eventline_core::{
-    Aggregate, CommandError, CommandHandler, DomainEvent, Envelope, EventStore, Metadata,
-    StoreError,
-};
+use eventline_core::{Aggregate, CommandHandler, DomainEvent, Envelope, EventStore, Metadata};
 use eventline_processor::{ProcessManager, ReactionError};
 
 use crate::order::{Order, OrderCommand, OrderEvent, ProcessOrder};
@@ -66,23 +63,7 @@ impl ProcessManager for OrderProcessor {
             Err(_) => "failed",
         };
         metrics::counter!("eventline_orders_processed_total", "outcome" => outcome).increment(1);
-        match result {
-            Ok(_) => Ok(()),
-            Err(CommandError::Rejected(error)) => Err(ReactionError::Permanent(format!(
-                "order {}: {error}",
-                event.stream_id
-            ))),
-            // The stream cannot be read back, or the append is malformed: no retry helps.
-            Err(
-                error @ (CommandError::Undecodable { .. }
-                | CommandError::Store(
-                    StoreError::Corrupt { .. } | StoreError::InvalidInput { .. },
-                )),
-            ) => Err(ReactionError::Permanent(error.to_string())),
-            // The store is unreachable, or every retry lost a race: try again later.
-            Err(error @ (CommandError::Conflict { .. } | CommandError::Store(_))) => {
-                Err(ReactionError::Transient(error.to_string()))
-            }
-        }
+        // Refused or unanswerable: dead-lettered; a lost race or an unreachable store: retried.
+        result.map(|_| ()).map_err(ReactionError::from)
     }
 }
