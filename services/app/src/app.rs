@@ -22,7 +22,9 @@ use crate::cli::{
 };
 use crate::routers::{kafka_check, read_model_check, snapshot_setting, store_check};
 use crate::services::{Embedded, Services, listen, local_addr};
-use crate::url::{OpenedStore, open_read_model, open_store, open_store_with_snapshots};
+use crate::url::{
+    DEFAULT_APPEND_BATCH, OpenedStore, open_read_model, open_store, open_store_with_snapshots,
+};
 use crate::{AppError, introspect};
 
 /// An Eventline application: the domains it lists, served by the whole platform (every
@@ -213,10 +215,19 @@ impl App {
             source,
         })?;
         let opened = match &args.store {
-            Some(url) => open_store_with_snapshots("--store", url, args.store_pool_size).await?,
+            Some(url) => {
+                open_store_with_snapshots("--store", url, args.store_pool_size, args.append_batch)
+                    .await?
+            }
             None => {
-                let store =
-                    Arc::new(SqliteEventStore::open(args.data_dir.join("events.sqlite")).await?);
+                let store = Arc::new(
+                    SqliteEventStore::open(args.data_dir.join("events.sqlite"))
+                        .await?
+                        .with_group_commit(
+                            eventline_store_sqlite::GroupCommitSettings::SINGLE_WRITER
+                                .with_max_appends(args.append_batch),
+                        ),
+                );
                 OpenedStore {
                     events: store.clone(),
                     snapshots: Some(store),
@@ -280,9 +291,13 @@ impl App {
         args: &CommandApiArgs,
         shutdown: CancellationToken,
     ) -> Result<Services, AppError> {
-        let opened =
-            open_store_with_snapshots("--store", &args.store.url, args.store.store_pool_size)
-                .await?;
+        let opened = open_store_with_snapshots(
+            "--store",
+            &args.store.url,
+            args.store.store_pool_size,
+            args.append_batch,
+        )
+        .await?;
         let snapshots = snapshot_setting(opened.snapshots, args.snapshot_every);
         let auth = crate::auth::authentication(&args.auth, None).await?;
         let listener = listen(args.listen).await?;
@@ -332,7 +347,8 @@ impl App {
         let mut checks = vec![read_model_check(db.clone())];
         let lag_source = match (args.source, &args.store, &args.kafka_brokers) {
             (ProjectorSource::Store, Some(url), _) => {
-                let store = open_store("--store", url, args.store_pool_size).await?;
+                let store =
+                    open_store("--store", url, args.store_pool_size, DEFAULT_APPEND_BATCH).await?;
                 services
                     .project_from_store(&selected, &store, &db, args.batch_size, None)
                     .await?;
@@ -472,7 +488,13 @@ impl App {
         args: &ReplayArgs,
     ) -> Result<eventline_replay::Replay, AppError> {
         let projection = self.replay_projection(&args.projection)?;
-        let store = open_store("--store", &args.store, args.store_pool_size).await?;
+        let store = open_store(
+            "--store",
+            &args.store,
+            args.store_pool_size,
+            DEFAULT_APPEND_BATCH,
+        )
+        .await?;
         let target = open_read_model("--target", &args.target, 4).await?;
         let mut config = eventline_replay::ReplayConfig::new(args.request_id.clone());
         config.batch_size = args.batch_size as usize;
@@ -502,7 +524,7 @@ impl App {
     /// `eventline rollback`: makes the version the last cut-over replaced live again.
     pub async fn roll_back(&self, args: &RollbackArgs) -> Result<(), AppError> {
         let projection = self.replay_projection(&args.projection)?;
-        let store = open_store("--store", &args.store, 4).await?;
+        let store = open_store("--store", &args.store, 4, DEFAULT_APPEND_BATCH).await?;
         let target = open_read_model("--target", &args.target, 2).await?;
         let replay = eventline_replay::Replay::new(
             store,
@@ -526,7 +548,13 @@ impl App {
         args: &RelayArgs,
         shutdown: CancellationToken,
     ) -> Result<Services, AppError> {
-        let store = open_store("--store", &args.store.url, args.store.store_pool_size).await?;
+        let store = open_store(
+            "--store",
+            &args.store.url,
+            args.store.store_pool_size,
+            DEFAULT_APPEND_BATCH,
+        )
+        .await?;
         let checkpoints = open_read_model("--checkpoint-db", &args.checkpoint_db, 2).await?;
         let listener = listen(args.listen).await?;
         let mut config = eventline_relay::RelayConfig::new(args.kafka_brokers.clone());
@@ -559,7 +587,13 @@ impl App {
         args: &ProcessorArgs,
         shutdown: CancellationToken,
     ) -> Result<Services, AppError> {
-        let store = open_store("--store", &args.store, args.store_pool_size).await?;
+        let store = open_store(
+            "--store",
+            &args.store,
+            args.store_pool_size,
+            args.append_batch,
+        )
+        .await?;
         let selected = self.selected_process_managers(&store, &args.processors)?;
         let checkpoints = open_read_model("--checkpoint-db", &args.checkpoint_db, 2).await?;
         let listener = listen(args.listen).await?;

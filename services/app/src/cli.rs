@@ -141,6 +141,11 @@ pub struct ProcessorArgs {
     /// Connections to the event store (PostgreSQL, MongoDB).
     #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub store_pool_size: u32,
+    /// Appends written together in one commit at most (group commit: appends that arrive
+    /// while others are being written go in the next commit together; PostgreSQL and SQLite
+    /// stores). 1 writes every append on its own.
+    #[arg(long, env = "EVENTLINE_APPEND_BATCH", default_value_t = crate::url::DEFAULT_APPEND_BATCH, value_parser = parse_append_batch)]
+    pub append_batch: usize,
     /// Where the processors record how far they have reacted, and hold their lease
     /// (`sqlite://`, `postgres://`, `mysql://`); often the event store's own PostgreSQL database.
     #[arg(long, env = "EVENTLINE_PROCESSOR_CHECKPOINT_URL")]
@@ -273,6 +278,11 @@ pub struct EmbeddedArgs {
     /// Connections to the event store (PostgreSQL, MongoDB).
     #[arg(long, env = "EVENTLINE_STORE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub store_pool_size: u32,
+    /// Appends written together in one commit at most (group commit: appends that arrive
+    /// while others are being written go in the next commit together; PostgreSQL and SQLite
+    /// stores). 1 writes every append on its own.
+    #[arg(long, env = "EVENTLINE_APPEND_BATCH", default_value_t = crate::url::DEFAULT_APPEND_BATCH, value_parser = parse_append_batch)]
+    pub append_batch: usize,
     /// Save an aggregate's state every N versions, and load aggregates from the newest such
     /// snapshot (0: never). Snapshots are only a cache.
     #[arg(long, env = "EVENTLINE_SNAPSHOT_EVERY", default_value_t = 500)]
@@ -303,6 +313,11 @@ pub struct StoreArgs {
 pub struct CommandApiArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Appends written together in one commit at most (group commit: appends that arrive
+    /// while others are being written go in the next commit together; PostgreSQL and SQLite
+    /// stores). 1 writes every append on its own.
+    #[arg(long, env = "EVENTLINE_APPEND_BATCH", default_value_t = crate::url::DEFAULT_APPEND_BATCH, value_parser = parse_append_batch)]
+    pub append_batch: usize,
     /// Save an aggregate's state every N versions, and load aggregates from the newest such
     /// snapshot (0: never). Snapshots are only a cache.
     #[arg(long, env = "EVENTLINE_SNAPSHOT_EVERY", default_value_t = 500)]
@@ -446,4 +461,14 @@ pub struct RelayArgs {
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     #[arg(long, env = "EVENTLINE_LISTEN_ADDR", default_value = "0.0.0.0:9090")]
     pub listen: SocketAddr,
+}
+
+/// `--append-batch`: 1 (off) to 1,000 appends a commit.
+fn parse_append_batch(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of appends from 1 (group commit off) to 1000, got {text:?}"
+        )),
+    }
 }

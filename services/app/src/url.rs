@@ -87,12 +87,17 @@ pub enum OpenError {
     },
 }
 
+/// The most appends written in one commit by default (`--append-batch`).
+pub const DEFAULT_APPEND_BATCH: usize = 64;
+
 /// Opens the event store a URL names (the scheme picks the adapter); `flag` is the option
-/// the URL came from, for errors.
+/// the URL came from, for errors. Up to `append_batch` concurrent appends are written in one
+/// commit (group commit, PostgreSQL and SQLite; 1 turns it off).
 pub async fn open_store(
     flag: &'static str,
     url: &DatabaseUrl,
     pool_size: u32,
+    append_batch: usize,
 ) -> Result<Arc<dyn EventStore>, OpenError> {
     fn shared(store: impl EventStore + 'static) -> Arc<dyn EventStore> {
         Arc::new(store)
@@ -100,11 +105,13 @@ pub async fn open_store(
     let opened = match url.scheme() {
         "sqlite" => {
             let path = url.sqlite_path().unwrap_or_default();
-            SqliteEventStore::open(path).await.map(shared)
+            SqliteEventStore::open(path)
+                .await
+                .map(|store| shared(sqlite_batches(store, append_batch)))
         }
         "postgres" | "postgresql" => PostgresEventStore::connect(url.expose(), pool_size)
             .await
-            .map(shared),
+            .map(|store| shared(postgres_batches(store, pool_size, append_batch))),
         "mongodb" | "mongodb+srv" => MongoEventStore::connect(url.expose(), pool_size)
             .await
             .map(shared),
@@ -131,11 +138,29 @@ pub struct OpenedStore {
     pub snapshots: Option<Arc<dyn eventline_core::SnapshotStore>>,
 }
 
+fn sqlite_batches(store: SqliteEventStore, append_batch: usize) -> SqliteEventStore {
+    store.with_group_commit(
+        eventline_store_sqlite::GroupCommitSettings::SINGLE_WRITER.with_max_appends(append_batch),
+    )
+}
+
+fn postgres_batches(
+    store: PostgresEventStore,
+    pool_size: u32,
+    append_batch: usize,
+) -> PostgresEventStore {
+    store.with_group_commit(
+        eventline_store_postgres::GroupCommitSettings::for_pool(pool_size)
+            .with_max_appends(append_batch),
+    )
+}
+
 /// [`open_store`], keeping hold of the store's snapshot side too.
 pub async fn open_store_with_snapshots(
     flag: &'static str,
     url: &DatabaseUrl,
     pool_size: u32,
+    append_batch: usize,
 ) -> Result<OpenedStore, OpenError> {
     let error = |source| OpenError::Store {
         flag,
@@ -145,18 +170,23 @@ pub async fn open_store_with_snapshots(
     match url.scheme() {
         "sqlite" => {
             let path = url.sqlite_path().unwrap_or_default();
-            let store = Arc::new(SqliteEventStore::open(path).await.map_err(error)?);
+            let store = Arc::new(sqlite_batches(
+                SqliteEventStore::open(path).await.map_err(error)?,
+                append_batch,
+            ));
             Ok(OpenedStore {
                 events: store.clone(),
                 snapshots: Some(store),
             })
         }
         "postgres" | "postgresql" => {
-            let store = Arc::new(
+            let store = Arc::new(postgres_batches(
                 PostgresEventStore::connect(url.expose(), pool_size)
                     .await
                     .map_err(error)?,
-            );
+                pool_size,
+                append_batch,
+            ));
             Ok(OpenedStore {
                 events: store.clone(),
                 snapshots: Some(store),
@@ -174,7 +204,7 @@ pub async fn open_store_with_snapshots(
             })
         }
         _ => Ok(OpenedStore {
-            events: open_store(flag, url, pool_size).await?,
+            events: open_store(flag, url, pool_size, append_batch).await?,
             snapshots: None,
         }),
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use eventline_app::Services;
 use eventline_app::cli::{Cli, Command};
-use eventline_app::url::open_store;
+use eventline_app::url::{DEFAULT_APPEND_BATCH, open_store};
 use eventline_bank::read_model_rows;
 use eventline_readmodel::ReadModelDb;
 use eventline_test_support::{PrivateBroker, TestDatabase, kafka_brokers, unique_name};
@@ -188,9 +188,14 @@ impl Pipeline {
 
     /// Waits until the read model equals a fresh replay of the store, row by row.
     async fn assert_read_model_equals_replay(&self) {
-        let store = open_store("--store", &self.store_url.parse().expect("url"), 2)
-            .await
-            .expect("store");
+        let store = open_store(
+            "--store",
+            &self.store_url.parse().expect("url"),
+            2,
+            DEFAULT_APPEND_BATCH,
+        )
+        .await
+        .expect("store");
         let expected = replayed_rows(&store).await;
         let live = ReadModelDb::connect(&self.read_model_url)
             .await
@@ -293,9 +298,14 @@ async fn end_to_end(store_url: &str, read_model_url: Option<&str>) {
         (StatusCode::OK, json!("ok"))
     );
     // Every event records who caused it: the token's subject, or the processor.
-    let store = open_store("--store", &store_url.parse().expect("url"), 2)
-        .await
-        .expect("store");
+    let store = open_store(
+        "--store",
+        &store_url.parse().expect("url"),
+        2,
+        DEFAULT_APPEND_BATCH,
+    )
+    .await
+    .expect("store");
     let events = eventline_test_support::events_once_visible(store.as_ref(), 5 * 6 + 2).await;
     assert_eq!(events.len(), 5 * 6 + 2);
     for event in &events {

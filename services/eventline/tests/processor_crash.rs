@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventline_app::url::open_store;
+use eventline_app::url::{DEFAULT_APPEND_BATCH, open_store};
 use eventline_core::{CommandHandler, EventStore, Metadata, Position};
 use eventline_orders::{CreateOrder, Order, OrderCommand, OrderLine};
 use eventline_readmodel::ReadModelDb;
@@ -80,9 +80,14 @@ async fn processed_beyond_checkpoint(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_processor_killed_mid_backlog_processes_every_order_exactly_once() {
     let store_db = TestDatabase::postgres().await;
-    let store = open_store("--store", &store_db.url.parse().expect("url"), 4)
-        .await
-        .expect("store");
+    let store = open_store(
+        "--store",
+        &store_db.url.parse().expect("url"),
+        4,
+        DEFAULT_APPEND_BATCH,
+    )
+    .await
+    .expect("store");
     let orders = CommandHandler::<Order>::new(Arc::clone(&store));
     for n in 0..ORDERS {
         let command = OrderCommand::Create(CreateOrder {

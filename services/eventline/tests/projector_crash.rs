@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eventline_app::url::open_store;
+use eventline_app::url::{DEFAULT_APPEND_BATCH, open_store};
 use eventline_bank::{AccountsProjection, read_model_rows};
 use eventline_core::{EventStore, Metadata, NewEvent};
 use eventline_readmodel::ReadModelDb;
@@ -76,9 +76,14 @@ async fn consumed(db: &ReadModelDb) -> i64 {
 async fn a_projector_killed_mid_batch_resumes_to_equal_a_fresh_replay() {
     let store_db = TestDatabase::postgres().await;
     let read_model_db = TestDatabase::postgres().await;
-    let store = open_store("--store", &store_db.url.parse().expect("url"), 4)
-        .await
-        .expect("store");
+    let store = open_store(
+        "--store",
+        &store_db.url.parse().expect("url"),
+        4,
+        DEFAULT_APPEND_BATCH,
+    )
+    .await
+    .expect("store");
     let total = backlog(store.as_ref()).await as i64;
 
     let prefix = unique_name("crash");

@@ -77,6 +77,31 @@ pub async fn all_visible(store: &dyn EventStore, count: usize) -> Vec<eventline_
     }
 }
 
+/// An append of `events` events (see [`event`]) to `stream_id`, for tests of batch writers.
+pub fn append_request(
+    stream_id: &str,
+    expected: u64,
+    events: u64,
+) -> eventline_group_commit::AppendRequest {
+    eventline_group_commit::AppendRequest {
+        stream_id: stream_id.to_owned(),
+        stream_type: "test".to_owned(),
+        expected,
+        events: (1..=events).map(|n| event("Happened", n)).collect(),
+    }
+}
+
+/// The versions `stream_id` holds, in order.
+pub async fn versions(store: &dyn EventStore, stream_id: &str) -> Vec<u64> {
+    store
+        .read_stream(stream_id, 0, 1_000)
+        .await
+        .expect("read stream")
+        .iter()
+        .map(|e| e.version)
+        .collect()
+}
+
 fn conflict_of(result: Result<eventline_core::AppendOutcome, StoreError>) -> (u64, u64) {
     match result {
         Err(StoreError::Conflict {

@@ -1,11 +1,23 @@
 //! The PostgreSQL event store.
 //!
 //! # Appends
-//! One append is one `INSERT ... SELECT` statement in its own transaction (over `unnest` of
-//! arrays when it has several events): all events of the append or none. It inserts versions `expected + 1 ..` only if the stream
-//! is at `expected` (the event at version `expected` exists, or `expected` is 0), and the
-//! `UNIQUE (stream_id, version)` constraint decides between concurrent writers: the loser gets
-//! a unique violation, reported as [`StoreError::Conflict`] with the stream's actual version.
+//! An append of one event is one `INSERT ... SELECT` statement in its own transaction. It
+//! inserts version `expected + 1` only if the stream is at `expected` (the event at version
+//! `expected` exists, or `expected` is 0), and the `UNIQUE (stream_id, version)` constraint
+//! decides between concurrent writers: the loser gets a unique violation, reported as
+//! [`StoreError::Conflict`] with the stream's actual version. Appends of several events, and
+//! batches of appends, go through the `eventline_append_batch` function below: all events of
+//! an append or none.
+//!
+//! # Group commit
+//! Appends that arrive while others are being written are gathered by
+//! [`eventline_group_commit::GroupCommit`] and written together by one call of the
+//! `eventline_append_batch` function (migration `0003_append_batch.sql`): one round trip and one
+//! commit for the batch, each append with its own expected-version check and outcome. Inside,
+//! `ON CONFLICT DO NOTHING` turns a lost race into "not inserted" for that append instead of an
+//! error that would abort the batch, and an append that lost the race for only some of its
+//! events has them taken out again before the commit, so appends stay all or nothing. An append
+//! that finds the store idle is written at once and alone.
 //!
 //! # Why readers never skip an event
 //! `position` comes from an identity sequence, handed out *before* commit: transaction A may
@@ -26,12 +38,16 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use eventline_core::{
     AppendOutcome, Envelope, EventStore, Metadata, NewEvent, Position, StoreError, StreamInfo,
     StreamVersion, validate_append,
 };
+pub use eventline_group_commit::GroupCommitSettings;
+use eventline_group_commit::{AppendRequest, BatchWriter, GroupCommit, shared_failure};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
@@ -40,6 +56,15 @@ const STORE: &str = "postgres";
 /// An [`EventStore`] in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresEventStore {
+    pool: PgPool,
+    appender: Arc<Appender>,
+    /// Gathers concurrent appends into batches; `None` when group commit is off.
+    group: Option<GroupCommit>,
+}
+
+/// Writes batches of appends for [`GroupCommit`].
+#[derive(Debug)]
+struct Appender {
     pool: PgPool,
 }
 
@@ -128,24 +153,189 @@ impl PostgresEventStore {
                 action: "migrating the schema",
                 source: Box::new(source),
             })?;
-        Ok(Self { pool })
+        let appender = Arc::new(Appender { pool: pool.clone() });
+        Ok(Self {
+            pool,
+            appender,
+            group: None,
+        }
+        .with_group_commit(GroupCommitSettings::for_pool(max_connections)))
+    }
+
+    /// The same store with appends gathered as `settings` say (`max_appends` 1: each append
+    /// is written alone, as soon as it arrives).
+    #[must_use]
+    pub fn with_group_commit(self, settings: GroupCommitSettings) -> Self {
+        let group = settings.enabled().then(|| {
+            let writer: Arc<dyn BatchWriter> = self.appender.clone();
+            GroupCommit::start(STORE, writer, settings)
+        });
+        Self { group, ..self }
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
 
-    async fn current_version(&self, stream_id: &str) -> Result<StreamVersion, StoreError> {
-        let version: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) FROM eventline_events WHERE stream_id = $1",
-        )
-        .bind(stream_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error("reading the stream version"))?;
-        Ok(to_u64(version))
+async fn current_version(pool: &PgPool, stream_id: &str) -> Result<StreamVersion, StoreError> {
+    let version: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0) FROM eventline_events WHERE stream_id = $1",
+    )
+    .bind(stream_id)
+    .fetch_one(pool)
+    .await
+    .map_err(db_error("reading the stream version"))?;
+    Ok(to_u64(version))
+}
+
+async fn conflict(
+    pool: &PgPool,
+    stream_id: &str,
+    expected: StreamVersion,
+) -> Result<AppendOutcome, StoreError> {
+    Err(StoreError::Conflict {
+        stream_id: stream_id.to_owned(),
+        expected,
+        actual: current_version(pool, stream_id).await?,
+    })
+}
+
+fn metadata_json(stream_id: &str, event: &NewEvent) -> Result<String, StoreError> {
+    serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidInput {
+        stream_id: stream_id.to_owned(),
+        reason: format!("metadata does not serialise: {e}"),
+    })
+}
+
+/// Writes an append of one event (the usual command) on its own: one plain statement, its
+/// own commit, nothing inserted unless the stream is at the expected version.
+async fn append_one_event(
+    pool: &PgPool,
+    request: &AppendRequest,
+    event: &NewEvent,
+) -> Result<AppendOutcome, StoreError> {
+    let stream_id = request.stream_id.as_str();
+    let inserted: Result<Option<(i64, i64)>, sqlx::Error> = sqlx::query_as(
+        "INSERT INTO eventline_events \
+           (stream_id, stream_type, version, event_type, schema_version, payload, metadata) \
+         SELECT $1, $2, $3 + 1, $4, $5, $6::jsonb, $7::jsonb \
+         WHERE $3 = 0 OR EXISTS \
+               (SELECT 1 FROM eventline_events WHERE stream_id = $1 AND version = $3) \
+         RETURNING position, tx_id::text::bigint",
+    )
+    .bind(stream_id)
+    .bind(&request.stream_type)
+    .bind(to_i64(request.expected))
+    .bind(&event.event_type)
+    .bind(i32::try_from(event.schema_version).unwrap_or(i32::MAX))
+    .bind(event.payload.to_string())
+    .bind(metadata_json(stream_id, event)?)
+    .fetch_optional(pool)
+    .await;
+    match inserted {
+        Ok(Some((position, commit))) => Ok(AppendOutcome {
+            version: request.expected + 1,
+            last_position: Position {
+                commit: to_u64(commit),
+                event: to_u64(position),
+            },
+        }),
+        // Nothing inserted: the stream is not at `expected` (it is behind it).
+        Ok(None) => conflict(pool, stream_id, request.expected).await,
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            conflict(pool, stream_id, request.expected).await
+        }
+        Err(e) => Err(db_error("appending events")(e)),
     }
+}
+
+#[async_trait]
+impl BatchWriter for Appender {
+    async fn write_batch(&self, batch: &[AppendRequest]) -> Vec<Result<AppendOutcome, StoreError>> {
+        if let [one] = batch
+            && let [event] = one.events.as_slice()
+        {
+            return vec![append_one_event(&self.pool, one, event).await];
+        }
+        match write_together(&self.pool, batch).await {
+            Ok(stored) => {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for (request, stored) in batch.iter().zip(stored) {
+                    outcomes.push(match stored {
+                        Some(last_position) => Ok(AppendOutcome {
+                            version: request.expected + request.events.len() as u64,
+                            last_position,
+                        }),
+                        None => conflict(&self.pool, &request.stream_id, request.expected).await,
+                    });
+                }
+                outcomes
+            }
+            Err(error) => shared_failure(error, batch.len())
+                .into_iter()
+                .map(Err)
+                .collect(),
+        }
+    }
+}
+
+/// Writes appends (distinct streams) in one statement and one commit; for each append, the position
+/// of its last event if it was stored, `None` if its stream is not at the expected version.
+async fn write_together(
+    pool: &PgPool,
+    batch: &[AppendRequest],
+) -> Result<Vec<Option<Position>>, StoreError> {
+    let events: usize = batch.iter().map(|r| r.events.len()).sum();
+    let mut append_index = Vec::with_capacity(events);
+    let mut stream_ids = Vec::with_capacity(events);
+    let mut stream_types = Vec::with_capacity(events);
+    let mut expected = Vec::with_capacity(events);
+    let mut versions = Vec::with_capacity(events);
+    let mut types = Vec::with_capacity(events);
+    let mut schema_versions = Vec::with_capacity(events);
+    let mut payloads = Vec::with_capacity(events);
+    let mut metadata = Vec::with_capacity(events);
+    for (index, request) in (0_i32..).zip(batch) {
+        for (offset, event) in (1_u64..).zip(&request.events) {
+            append_index.push(index);
+            stream_ids.push(request.stream_id.as_str());
+            stream_types.push(request.stream_type.as_str());
+            expected.push(to_i64(request.expected));
+            versions.push(to_i64(request.expected + offset));
+            types.push(event.event_type.as_str());
+            schema_versions.push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
+            payloads.push(event.payload.to_string());
+            metadata.push(metadata_json(&request.stream_id, event)?);
+        }
+    }
+    let rows: Vec<(i32, i64, i64)> = sqlx::query_as(
+        "SELECT stored_append, stored_last_position, stored_commit \
+         FROM eventline_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&append_index)
+    .bind(&stream_ids)
+    .bind(&stream_types)
+    .bind(&expected)
+    .bind(&versions)
+    .bind(&types)
+    .bind(&schema_versions)
+    .bind(&payloads)
+    .bind(&metadata)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error("appending a batch of events"))?;
+    let mut stored = vec![None; batch.len()];
+    for (index, last_position, commit) in rows {
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| stored.get_mut(i)) {
+            *slot = Some(Position {
+                commit: to_u64(commit),
+                event: to_u64(last_position),
+            });
+        }
+    }
+    Ok(stored)
 }
 
 #[async_trait]
@@ -162,90 +352,36 @@ impl EventStore for PostgresEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         validate_append(stream_id, stream_type, &events)?;
-        let mut types = Vec::with_capacity(events.len());
-        let mut schema_versions = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
-        let mut metadata = Vec::with_capacity(events.len());
-        for event in &events {
-            types.push(event.event_type.as_str());
-            schema_versions.push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
-            payloads.push(event.payload.to_string());
-            metadata.push(serde_json::to_string(&event.metadata).map_err(|e| {
-                StoreError::InvalidInput {
-                    stream_id: stream_id.to_owned(),
-                    reason: format!("metadata does not serialise: {e}"),
-                }
-            })?);
-        }
-        // One event (the usual command) takes a plain statement; several take one statement
-        // over arrays. Both insert nothing unless the stream is at `expected`.
-        let inserted = if events.len() == 1 {
-            sqlx::query(
-                "INSERT INTO eventline_events \
-                   (stream_id, stream_type, version, event_type, schema_version, payload, metadata) \
-                 SELECT $1, $2, $3 + 1, $4, $5, $6::jsonb, $7::jsonb \
-                 WHERE $3 = 0 OR EXISTS \
-                       (SELECT 1 FROM eventline_events WHERE stream_id = $1 AND version = $3) \
-                 RETURNING position, tx_id::text::bigint",
-            )
-            .bind(stream_id)
-            .bind(stream_type)
-            .bind(to_i64(expected))
-            .bind(types[0])
-            .bind(schema_versions[0])
-            .bind(&payloads[0])
-            .bind(&metadata[0])
-            .fetch_all(&self.pool)
-            .await
-        } else {
-            sqlx::query(
-                "INSERT INTO eventline_events \
-                   (stream_id, stream_type, version, event_type, schema_version, payload, metadata) \
-                 SELECT $1, $2, $3 + e.ord, e.event_type, e.schema_version, e.payload::jsonb, \
-                        e.metadata::jsonb \
-                 FROM unnest($4::text[], $5::int4[], $6::text[], $7::text[]) \
-                      WITH ORDINALITY AS e(event_type, schema_version, payload, metadata, ord) \
-                 WHERE $3 = 0 OR EXISTS \
-                       (SELECT 1 FROM eventline_events WHERE stream_id = $1 AND version = $3) \
-                 ORDER BY e.ord \
-                 RETURNING position, tx_id::text::bigint",
-            )
-            .bind(stream_id)
-            .bind(stream_type)
-            .bind(to_i64(expected))
-            .bind(&types)
-            .bind(&schema_versions)
-            .bind(&payloads)
-            .bind(&metadata)
-            .fetch_all(&self.pool)
-            .await
-        };
-        let conflict = || async {
-            Err(StoreError::Conflict {
-                stream_id: stream_id.to_owned(),
-                expected,
-                actual: self.current_version(stream_id).await?,
-            })
-        };
-        match inserted {
-            Ok(rows) if rows.len() == events.len() => {
-                let last = rows
-                    .iter()
-                    .map(|row| Position {
-                        commit: to_u64(row.get(1)),
-                        event: to_u64(row.get(0)),
+        match &self.group {
+            Some(group) => {
+                group
+                    .append(AppendRequest {
+                        stream_id: stream_id.to_owned(),
+                        stream_type: stream_type.to_owned(),
+                        expected,
+                        events,
                     })
-                    .max()
-                    .unwrap_or(Position::START);
-                Ok(AppendOutcome {
-                    version: expected + events.len() as u64,
-                    last_position: last,
+                    .await
+            }
+            None => {
+                let request = AppendRequest {
+                    stream_id: stream_id.to_owned(),
+                    stream_type: stream_type.to_owned(),
+                    expected,
+                    events,
+                };
+                let mut outcomes = self
+                    .appender
+                    .write_batch(std::slice::from_ref(&request))
+                    .await;
+                outcomes.pop().unwrap_or_else(|| {
+                    Err(StoreError::Database {
+                        store: STORE,
+                        action: "appending events",
+                        source: "the writer returned no outcome".into(),
+                    })
                 })
             }
-            // Nothing inserted: the stream is not at `expected` (it is behind it).
-            Ok(_) => conflict().await,
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => conflict().await,
-            Err(e) => Err(db_error("appending events")(e)),
         }
     }
 
@@ -385,7 +521,103 @@ impl eventline_core::SnapshotStore for PostgresEventStore {
 
 #[cfg(test)]
 mod tests {
+    use eventline_store_contract::{append_request as request, versions};
+
     use super::*;
+
+    /// One batch in which one append is stale, one lost the race for only its first event
+    /// (its second would fit): each gets its own outcome, the stale ones store nothing (not
+    /// even part), the others are stored in one commit.
+    #[tokio::test]
+    async fn a_batch_stores_each_fresh_append_and_nothing_of_a_stale_one() {
+        let database = eventline_test_support::TestDatabase::postgres().await;
+        let store = PostgresEventStore::connect(&database.url, 2)
+            .await
+            .expect("store")
+            .with_group_commit(GroupCommitSettings::for_pool(2).with_max_appends(1));
+        store
+            .append("a", "test", 0, request("a", 0, 3).events)
+            .await
+            .expect("a");
+        store
+            .append("b", "test", 0, request("b", 0, 1).events)
+            .await
+            .expect("b");
+        let outcomes = store
+            .appender
+            .write_batch(&[
+                request("new", 0, 2),
+                // "a" is at 3: expecting 2 and writing versions 3 and 4, version 3 is taken
+                // but 4 is free; the append must not leave version 4 behind.
+                request("a", 2, 2),
+                request("b", 1, 1),
+                request("b-stale", 5, 1),
+            ])
+            .await;
+        assert_eq!(outcomes.len(), 4);
+        let first = outcomes[0].as_ref().expect("new stored");
+        assert_eq!(first.version, 2);
+        assert!(matches!(
+            outcomes[1],
+            Err(StoreError::Conflict {
+                expected: 2,
+                actual: 3,
+                ..
+            })
+        ));
+        let third = outcomes[2].as_ref().expect("b stored");
+        assert_eq!(third.version, 2);
+        assert_eq!(
+            first.last_position.commit, third.last_position.commit,
+            "one commit"
+        );
+        assert!(matches!(
+            outcomes[3],
+            Err(StoreError::Conflict {
+                expected: 5,
+                actual: 0,
+                ..
+            })
+        ));
+        assert_eq!(versions(&store, "new").await, vec![1, 2]);
+        assert_eq!(versions(&store, "a").await, vec![1, 2, 3]);
+        assert_eq!(versions(&store, "b").await, vec![1, 2]);
+        assert!(versions(&store, "b-stale").await.is_empty());
+    }
+
+    /// Concurrent appends share commits: far fewer transactions than appends.
+    #[tokio::test]
+    async fn concurrent_appends_share_commits() {
+        let database = eventline_test_support::TestDatabase::postgres().await;
+        let store = PostgresEventStore::connect(&database.url, 4)
+            .await
+            .expect("store");
+        let appends = 200;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..appends {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let stream = format!("s-{n}");
+                store
+                    .append(&stream, "test", 0, request(&stream, 0, 1).events)
+                    .await
+            });
+        }
+        let mut commits = std::collections::HashSet::new();
+        while let Some(done) = tasks.join_next().await {
+            commits.insert(done.expect("task").expect("append").last_position.commit);
+        }
+        let (stored,): (i64,) = sqlx::query_as("SELECT count(*) FROM eventline_events")
+            .fetch_one(&store.pool)
+            .await
+            .expect("count");
+        assert_eq!(stored, appends);
+        assert!(
+            commits.len() < 100,
+            "{} commits for {appends} concurrent appends",
+            commits.len()
+        );
+    }
 
     /// Readers of the whole log must walk the `(tx_id, position)` index: a plan that sorts
     /// scans and sorts the rest of the log for every batch (it once did, because an output

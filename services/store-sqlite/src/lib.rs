@@ -13,9 +13,17 @@
 //! The single writer serialises appends; the expected-version check and the
 //! `UNIQUE (stream_id, version)` constraint both run inside that transaction, the constraint
 //! being the backstop should another process write the same file.
+//!
+//! # Group commit
+//! With one writer, every append waits for the commit (and the `fsync`) of the one before it.
+//! So appends that arrive while one is being written are gathered by
+//! [`eventline_group_commit::GroupCommit`] and written in one transaction: each in a savepoint of
+//! its own, with its own expected-version check, so that a conflict rolls back that append
+//! alone. An append that finds the writer idle is written at once.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +32,8 @@ use eventline_core::{
     AppendOutcome, Envelope, EventStore, NewEvent, Position, StoreError, StreamInfo, StreamVersion,
     validate_append,
 };
+pub use eventline_group_commit::GroupCommitSettings;
+use eventline_group_commit::{AppendRequest, BatchWriter, GroupCommit, shared_failure};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -38,6 +48,15 @@ pub struct SqliteEventStore {
     writer: SqlitePool,
     readers: SqlitePool,
     path: PathBuf,
+    appender: Arc<Appender>,
+    /// Gathers concurrent appends into batches; `None` when group commit is off.
+    group: Option<GroupCommit>,
+}
+
+/// Writes batches of appends through the writer connection.
+#[derive(Debug)]
+struct Appender {
+    writer: SqlitePool,
 }
 
 fn db_error(action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
@@ -78,11 +97,28 @@ impl SqliteEventStore {
             .connect_with(options)
             .await
             .map_err(db_error("opening reader connections"))?;
+        let appender = Arc::new(Appender {
+            writer: writer.clone(),
+        });
         Ok(Self {
             writer,
             readers,
             path,
-        })
+            appender,
+            group: None,
+        }
+        .with_group_commit(GroupCommitSettings::SINGLE_WRITER))
+    }
+
+    /// The same store with appends gathered as `settings` say (`max_appends` 1: each append
+    /// is its own transaction, as soon as the writer is free).
+    #[must_use]
+    pub fn with_group_commit(self, settings: GroupCommitSettings) -> Self {
+        let group = settings.enabled().then(|| {
+            let writer: Arc<dyn BatchWriter> = self.appender.clone();
+            GroupCommit::start(STORE, writer, settings)
+        });
+        Self { group, ..self }
     }
 
     /// The file this store lives in.
@@ -150,6 +186,119 @@ macro_rules! select_events {
 }
 
 #[async_trait]
+impl BatchWriter for Appender {
+    async fn write_batch(&self, batch: &[AppendRequest]) -> Vec<Result<AppendOutcome, StoreError>> {
+        match self.write_in_one_transaction(batch).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => shared_failure(error, batch.len())
+                .into_iter()
+                .map(Err)
+                .collect(),
+        }
+    }
+}
+
+impl Appender {
+    /// One `BEGIN IMMEDIATE` transaction for the whole batch, one savepoint per append.
+    async fn write_in_one_transaction(
+        &self,
+        batch: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, StoreError>>, StoreError> {
+        let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error("beginning an append"))?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in batch {
+            sqlx::query("SAVEPOINT append")
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("beginning an append"))?;
+            let outcome = append_in(&mut tx, request, &recorded_at).await?;
+            let end = if outcome.is_ok() {
+                "RELEASE append"
+            } else {
+                "ROLLBACK TO append; RELEASE append"
+            };
+            sqlx::raw_sql(end)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("ending an append"))?;
+            outcomes.push(outcome);
+        }
+        tx.commit()
+            .await
+            .map_err(db_error("committing an append"))?;
+        Ok(outcomes)
+    }
+}
+
+/// One append inside the batch's transaction: `Ok(Err(conflict))` leaves the savepoint to be
+/// rolled back; `Err` fails the whole batch (the database failed).
+async fn append_in(
+    conn: &mut SqliteConnection,
+    request: &AppendRequest,
+    recorded_at: &str,
+) -> Result<Result<AppendOutcome, StoreError>, StoreError> {
+    let stream_id = request.stream_id.as_str();
+    let conflict = |actual| {
+        Ok(Err(StoreError::Conflict {
+            stream_id: stream_id.to_owned(),
+            expected: request.expected,
+            actual,
+        }))
+    };
+    let actual = current_version(conn, stream_id).await?;
+    if actual != request.expected {
+        return conflict(actual);
+    }
+    let mut last_position = Position::START;
+    for (offset, event) in (1..).zip(&request.events) {
+        let metadata = match serde_json::to_string(&event.metadata) {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                return Ok(Err(StoreError::InvalidInput {
+                    stream_id: stream_id.to_owned(),
+                    reason: format!("metadata does not serialise: {e}"),
+                }));
+            }
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, \
+             payload, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(stream_id)
+        .bind(&request.stream_type)
+        .bind(to_i64(request.expected + offset))
+        .bind(&event.event_type)
+        .bind(i64::from(event.schema_version))
+        .bind(event.payload.to_string())
+        .bind(metadata)
+        .bind(recorded_at)
+        .execute(&mut *conn)
+        .await;
+        match inserted {
+            Ok(done) => {
+                let number = u64::try_from(done.last_insert_rowid()).unwrap_or(0);
+                last_position = Position::sequential(number);
+            }
+            // Only another process writing the same file can get here (this one holds the
+            // write lock and checked the version): the constraint decides.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return conflict(current_version(conn, stream_id).await?);
+            }
+            Err(e) => return Err(db_error("inserting an event")(e)),
+        }
+    }
+    Ok(Ok(AppendOutcome {
+        version: request.expected + request.events.len() as u64,
+        last_position,
+    }))
+}
+
+#[async_trait]
 impl EventStore for SqliteEventStore {
     fn kind(&self) -> &'static str {
         STORE
@@ -163,69 +312,28 @@ impl EventStore for SqliteEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         validate_append(stream_id, stream_type, &events)?;
-        let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error("beginning an append"))?;
-        let actual = current_version(&mut tx, stream_id).await?;
-        if actual != expected {
-            return Err(StoreError::Conflict {
-                stream_id: stream_id.to_owned(),
-                expected,
-                actual,
-            });
-        }
-        let mut last_position = Position::START;
-        for (offset, event) in (1..).zip(&events) {
-            let metadata =
-                serde_json::to_string(&event.metadata).map_err(|e| StoreError::InvalidInput {
-                    stream_id: stream_id.to_owned(),
-                    reason: format!("metadata does not serialise: {e}"),
-                })?;
-            let inserted = sqlx::query(
-                "INSERT INTO events (stream_id, stream_type, version, event_type, schema_version, \
-                 payload, metadata, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(stream_id)
-            .bind(stream_type)
-            .bind(to_i64(expected + offset))
-            .bind(&event.event_type)
-            .bind(i64::from(event.schema_version))
-            .bind(event.payload.to_string())
-            .bind(metadata)
-            .bind(&recorded_at)
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(done) => {
-                    let number = u64::try_from(done.last_insert_rowid()).unwrap_or(0);
-                    last_position = Position::sequential(number);
-                }
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    drop(tx);
-                    let mut conn = self
-                        .readers
-                        .acquire()
-                        .await
-                        .map_err(db_error("reading the stream version"))?;
-                    return Err(StoreError::Conflict {
-                        stream_id: stream_id.to_owned(),
-                        expected,
-                        actual: current_version(&mut conn, stream_id).await?,
-                    });
-                }
-                Err(e) => return Err(db_error("inserting an event")(e)),
+        let request = AppendRequest {
+            stream_id: stream_id.to_owned(),
+            stream_type: stream_type.to_owned(),
+            expected,
+            events,
+        };
+        match &self.group {
+            Some(group) => group.append(request).await,
+            None => {
+                let mut outcomes = self
+                    .appender
+                    .write_batch(std::slice::from_ref(&request))
+                    .await;
+                outcomes.pop().unwrap_or_else(|| {
+                    Err(StoreError::Database {
+                        store: STORE,
+                        action: "appending events",
+                        source: "the writer returned no outcome".into(),
+                    })
+                })
             }
         }
-        tx.commit()
-            .await
-            .map_err(db_error("committing an append"))?;
-        Ok(AppendOutcome {
-            version: expected + events.len() as u64,
-            last_position,
-        })
     }
 
     async fn read_stream(
@@ -345,5 +453,48 @@ impl eventline_core::SnapshotStore for SqliteEventStore {
             .await
             .map(drop)
             .map_err(db_error("deleting snapshots"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eventline_store_contract::{append_request as request, versions};
+
+    use super::*;
+
+    /// A conflict in the middle of a batch rolls back that append alone; the appends around
+    /// it are stored, with consecutive positions.
+    #[tokio::test]
+    async fn a_conflict_in_a_batch_fails_that_append_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteEventStore::open(dir.path().join("events.sqlite"))
+            .await
+            .expect("open");
+        store
+            .append("a", "test", 0, request("a", 0, 1).events)
+            .await
+            .expect("a");
+        let outcomes = store
+            .appender
+            .write_batch(&[request("x", 0, 2), request("a", 0, 2), request("y", 0, 1)])
+            .await;
+        assert_eq!(outcomes[0].as_ref().expect("x").version, 2);
+        assert!(matches!(
+            outcomes[1],
+            Err(StoreError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        ));
+        let y = outcomes[2].as_ref().expect("y");
+        assert_eq!(y.version, 1);
+        assert_eq!(versions(&store, "x").await, vec![1, 2]);
+        assert_eq!(versions(&store, "a").await, vec![1]);
+        assert_eq!(versions(&store, "y").await, vec![1]);
+        let all = store.read_all(Position::START, 100).await.expect("all");
+        let positions: Vec<u64> = all.iter().map(|e| e.position.event).collect();
+        assert_eq!(positions, vec![1, 2, 3, 4]);
+        assert_eq!(y.last_position, Position::sequential(4));
     }
 }

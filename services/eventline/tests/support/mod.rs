@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use eventline_app::cli::{AuthArgs, AuthMode, EmbeddedArgs};
-use eventline_app::url::open_store;
+use eventline_app::url::{DEFAULT_APPEND_BATCH, open_store};
 use eventline_app::{App, Services};
 use eventline_core::EventStore;
 use eventline_store_sqlite::SqliteEventStore;
@@ -223,13 +223,16 @@ impl TestApp {
             batch_size: 100,
             store: store_url.clone(),
             store_pool_size: 8,
+            append_batch: DEFAULT_APPEND_BATCH,
             // Small, so that every walkthrough also loads aggregates from snapshots.
             snapshot_every: 3,
             read_model: read_model_url,
             auth,
         };
         let store = match &store_url {
-            Some(url) => open_store("--store", url, 2).await.expect("open store"),
+            Some(url) => open_store("--store", url, 2, DEFAULT_APPEND_BATCH)
+                .await
+                .expect("open store"),
             None => Arc::new(
                 SqliteEventStore::open(data_dir.path().join("events.sqlite"))
                     .await
