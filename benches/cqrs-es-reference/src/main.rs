@@ -5,16 +5,23 @@
 //!
 //! ```sh
 //! cd benches/cqrs-es-reference
-//! CARGO_TARGET_DIR=../../target/reference cargo build --release
-//! ../../target/reference/release/cqrs-es-reference --seconds 10
-//! ../../target/reference/release/cqrs-es-reference --smoke
+//! CARGO_TARGET_DIR=../../target cargo build --release   # beside eventline-bench, which runs it
+//! ../../target/release/cqrs-es-reference --seconds 10
+//! ../../target/release/cqrs-es-reference --smoke
+//! ../../target/release/cqrs-es-reference --serve 127.0.0.1:0   # what eventline-bench runs
 //! ```
 //!
-//! What it does, as `eventline-bench --only commands` does: an axum command service in-process
-//! on 127.0.0.1:0 with `POST /accounts` and `POST /accounts/{id}/deposits`; `--accounts`
-//! accounts opened first; then `--clients` concurrent clients (one shared reqwest client) post
-//! deposits of 1 for `--seconds`, spreading over the accounts as
-//! `ids[(client + n * clients) % len]`. It prints commands/s, p50 and p99 in the same format.
+//! With `--serve ADDR` it only serves the command service, `POST /accounts` and
+//! `POST /accounts/{id}/deposits`, on a database of its own; it prints the address it bound on
+//! one line of stdout and stops on SIGTERM or Ctrl-C. `eventline-bench --only commands` starts
+//! it so and drives it with the client code it drives `eventline command-api` with, each server
+//! in a process of its own.
+//!
+//! Without it, it drives itself with that workload, client and server in one process: the
+//! service on 127.0.0.1:0; `--accounts` accounts opened first; then `--clients` concurrent
+//! clients (one shared reqwest client) post deposits of 1 for `--seconds`, spreading over the
+//! accounts as `ids[(client + n * clients) % len]`. It prints commands/s, p50 and p99 in
+//! eventline-bench's format, and checks that the store holds exactly the accepted deposits.
 //!
 //! The framework is `postgres_es::postgres_cqrs`: event-sourced, no snapshots, no queries. So
 //! every command loads all the events of its account (one SELECT), then commits the new event
@@ -25,6 +32,7 @@
 //! PostgreSQL is the server at `EVENTLINE_TEST_POSTGRES_URL` (default: the local one); each run
 //! uses a database of its own and drops it afterwards.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -317,6 +325,16 @@ async fn deposit_funds(
     }
 }
 
+/// A fresh command service on `pool`, and the counter of its commands run again.
+fn command_service_on(pool: PgPool) -> (Router, Arc<AtomicU64>) {
+    let retried = Arc::new(AtomicU64::new(0));
+    let state = AppState {
+        cqrs: Arc::new(postgres_es::postgres_cqrs(pool, vec![], ())),
+        retried: Arc::clone(&retried),
+    };
+    (command_service(state), retried)
+}
+
 fn command_service(state: AppState) -> Router {
     Router::new()
         .route("/accounts", post(open_account))
@@ -431,6 +449,10 @@ struct Args {
     /// A short run (0.5 s, 50 accounts) that only proves the benchmark works.
     #[arg(long)]
     smoke: bool,
+    /// Only serve the command service on ADDR (e.g. `127.0.0.1:0`) until SIGTERM or Ctrl-C,
+    /// printing the bound address on one line of stdout; eventline-bench drives it.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["seconds", "smoke"])]
+    serve: Option<SocketAddr>,
 }
 
 /// Throughput and latency of one measured run.
@@ -513,21 +535,31 @@ where
     figures
 }
 
-async fn commands(pool: PgPool, args: &Args, duration: Duration) -> anyhow::Result<()> {
-    let retried = Arc::new(AtomicU64::new(0));
-    let state = AppState {
-        cqrs: Arc::new(postgres_es::postgres_cqrs(pool.clone(), vec![], ())),
-        retried: Arc::clone(&retried),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    // Answers are written whole; as Eventline's server, don't wait to coalesce them.
+/// Binds `addr` for the command service; answers are written whole, so, as Eventline's
+/// server, it does not wait to coalesce them (no Nagle).
+async fn bind(
+    addr: SocketAddr,
+) -> anyhow::Result<(
+    impl axum::serve::Listener<Addr = SocketAddr> + 'static,
+    SocketAddr,
+)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listen on {addr}"))?;
+    let bound = listener.local_addr()?;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    Ok((listener, bound))
+}
+
+async fn commands(pool: PgPool, args: &Args, duration: Duration) -> anyhow::Result<()> {
+    let (service, retried) = command_service_on(pool.clone());
+    let (listener, bound) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let base = format!("http://{bound}");
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(
-        axum::serve(listener, command_service(state))
+        axum::serve(listener, service)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
@@ -597,6 +629,36 @@ async fn commands(pool: PgPool, args: &Args, duration: Duration) -> anyhow::Resu
     Ok(())
 }
 
+/// `--serve`: the command service alone, until SIGTERM or Ctrl-C. The bound address goes to
+/// stdout (one line, nothing else) once the service accepts connections, so that a parent
+/// that asked for port 0 learns where it is.
+async fn serve(pool: PgPool, addr: SocketAddr) -> anyhow::Result<()> {
+    let (service, _retried) = command_service_on(pool);
+    let (listener, bound) = bind(addr).await?;
+    println!("{bound}");
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serve the command service")
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            // Without a SIGTERM handler, Ctrl-C (below) still stops it.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
@@ -608,17 +670,20 @@ async fn main() -> anyhow::Result<()> {
         bail!("--clients, --seconds and --accounts must be greater than 0");
     }
     let duration = Duration::from_secs_f64(args.seconds);
-    println!(
-        "cqrs-es-reference: {} clients, {:.1} s per figure (cqrs-es 0.5.0, postgres-es 0.5.0, \
-         event-sourced, no snapshots){}",
-        args.clients,
-        args.seconds,
-        if cfg!(debug_assertions) {
-            " (debug build: figures are not representative)"
-        } else {
-            ""
-        }
-    );
+    // In --serve mode stdout carries the bound address alone.
+    if args.serve.is_none() {
+        println!(
+            "cqrs-es-reference: {} clients, {:.1} s per figure (cqrs-es 0.5.0, postgres-es 0.5.0, \
+             event-sourced, no snapshots){}",
+            args.clients,
+            args.seconds,
+            if cfg!(debug_assertions) {
+                " (debug build: figures are not representative)"
+            } else {
+                ""
+            }
+        );
+    }
 
     let admin_url = admin_url();
     let name = format!("cqrs_es_reference_{}", uuid::Uuid::new_v4().simple());
@@ -626,7 +691,10 @@ async fn main() -> anyhow::Result<()> {
     let pool_size = args.pool.unwrap_or(args.clients as u32 + 2);
     let outcome = async {
         let pool = connect(&with_database(&admin_url, &name), pool_size).await?;
-        commands(pool.clone(), &args, duration).await?;
+        match args.serve {
+            Some(addr) => serve(pool.clone(), addr).await?,
+            None => commands(pool.clone(), &args, duration).await?,
+        }
         pool.close().await;
         anyhow::Ok(())
     }
