@@ -6,13 +6,23 @@
 //! cargo run -p eventline-bench -- --smoke                # a quick run that only proves it works
 //! ```
 //!
+//! The `commands` benchmark starts servers from their binaries, beside this one (or
+//! `--eventline-bin`, `--reference-bin`): build them in the same profile first.
+//!
+//! ```sh
+//! cargo build --release -p eventline -p eventline-bench
+//! CARGO_TARGET_DIR=target cargo build --release --manifest-path benches/cqrs-es-reference/Cargo.toml
+//! ./target/release/eventline-bench --only commands
+//! ```
+//!
 //! PostgreSQL is the server at `EVENTLINE_TEST_POSTGRES_URL` (default: the local one); each
 //! run uses a database of its own and drops it afterwards.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Parser, ValueEnum};
 use eventline_auth::{Access, Authentication, DevToken, JwtConfig, KeySource, Secret, mint_hs256};
 use eventline_core::{EventStore, Metadata, NewEvent};
@@ -21,8 +31,8 @@ use eventline_store_sqlite::SqliteEventStore;
 use eventline_test_support::TestDatabase;
 use serde_json::json;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
+mod commands;
 mod projector;
 mod queries;
 
@@ -30,7 +40,9 @@ mod queries;
 enum Bench {
     /// Appends of 1 and of 10 events, straight to SQLite and PostgreSQL.
     Appends,
-    /// Deposit commands over HTTP through the command service, event store in PostgreSQL.
+    /// Deposit commands over HTTP to `eventline command-api` in a process of its own
+    /// (PostgreSQL with group commit on and off, SQLite), to the cqrs-es reference likewise,
+    /// and PostgreSQL's own limit for single-row INSERT commits.
     Commands,
     /// The relay publishing a PostgreSQL store to Kafka (EVENTLINE_TEST_KAFKA_BROKERS).
     Relay,
@@ -77,7 +89,16 @@ struct Args {
     /// Connections to PostgreSQL (default: one per client, plus two).
     #[arg(long)]
     pool: Option<u32>,
-    /// A short run (0.5 s per figure, few accounts) that only proves every benchmark works.
+    /// The `eventline` binary the command benchmark starts (default: the one beside this
+    /// executable, in target/release or target/debug).
+    #[arg(long, value_name = "PATH")]
+    eventline_bin: Option<PathBuf>,
+    /// The cqrs-es reference binary the command benchmark starts (default: the one beside
+    /// this executable).
+    #[arg(long, value_name = "PATH")]
+    reference_bin: Option<PathBuf>,
+    /// A short run (0.5 s per figure, few accounts) that only proves every benchmark works;
+    /// the command benchmark skips the cqrs-es reference when it is not built.
     #[arg(long)]
     smoke: bool,
 }
@@ -219,80 +240,6 @@ fn uuid_like() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-async fn commands(
-    store: Arc<dyn EventStore>,
-    args: &Args,
-    duration: Duration,
-) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    // As deployed: every command carries a JWT the service verifies (HS256 here).
-    let (auth, token) = bench_auth(Access::Write).await?;
-    verifications(&auth, &token, duration.min(Duration::from_secs(1))).await?;
-    let server = tokio::spawn(eventline_http_serve(
-        listener,
-        store,
-        auth,
-        shutdown.clone(),
-    ));
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse()?,
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()?;
-
-    let mut ids = Vec::with_capacity(args.accounts);
-    for chunk in (0..args.accounts).collect::<Vec<_>>().chunks(64) {
-        let mut opening = JoinSet::new();
-        for _ in chunk {
-            let (http, base) = (http.clone(), base.clone());
-            opening.spawn(async move {
-                let response = http
-                    .post(format!("{base}/accounts"))
-                    .json(&json!({ "holder": "Bench", "opening_balance": 0 }))
-                    .send()
-                    .await?;
-                let body: serde_json::Value = response.json().await?;
-                body["id"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .context("no id in the answer")
-            });
-        }
-        while let Some(opened) = opening.join_next().await {
-            ids.push(opened??);
-        }
-    }
-    let ids = Arc::new(ids);
-    let clients = args.clients;
-    let figures = measure(clients, duration, move |client, n| {
-        let (http, base, ids) = (http.clone(), base.clone(), Arc::clone(&ids));
-        async move {
-            let id = &ids[(client + n * clients) % ids.len()];
-            http.post(format!("{base}/accounts/{id}/deposits"))
-                .json(&json!({ "amount": 1 }))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await;
-    figures.print(
-        &format!(
-            "deposit commands over HTTP, postgres, {} clients, {} accounts",
-            args.clients, args.accounts
-        ),
-        "commands",
-    );
-    shutdown.cancel();
-    server.await??;
-    Ok(())
-}
-
 /// How fast one thread verifies the token every command carries.
 async fn verifications(
     auth: &Authentication,
@@ -319,12 +266,13 @@ async fn verifications(
     Ok(())
 }
 
-/// JWT authentication with a fresh HS256 secret, and a token with the scope `access` needs.
-async fn bench_auth(access: Access) -> anyhow::Result<(Authentication, String)> {
-    let secret = Secret::new(format!("eventline-bench-{:032x}", uuid_like()))?;
+/// JWT authentication trusting the HS256 `secret` (at least 32 bytes), and a token signed with
+/// it that has the scope `access` needs.
+async fn bench_auth(secret: &str, access: Access) -> anyhow::Result<(Authentication, String)> {
+    let secret = Secret::new(secret)?;
     let config = JwtConfig {
-        issuer: "eventline-bench".into(),
-        audience: "eventline".into(),
+        issuer: commands::ISSUER.into(),
+        audience: commands::AUDIENCE.into(),
         keys: vec![KeySource::Hs256(secret.clone())],
         read_scope: "eventline:read".into(),
         write_scope: "eventline:write".into(),
@@ -344,18 +292,6 @@ async fn bench_auth(access: Access) -> anyhow::Result<(Authentication, String)> 
         },
     )?;
     Ok((Authentication::jwt(config).await?, token))
-}
-
-async fn eventline_http_serve(
-    listener: tokio::net::TcpListener,
-    store: Arc<dyn EventStore>,
-    auth: Authentication,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let service = eventline_app::App::new()
-        .domain(eventline_bank::domain())
-        .command_service(store, None, &auth);
-    eventline_http::serve(listener, service, shutdown).await
 }
 
 fn pool_size(args: &Args) -> u32 {
@@ -406,13 +342,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if args.only.contains(&Bench::Commands) {
-        let database = TestDatabase::postgres().await;
-        let store: Arc<dyn EventStore> =
-            Arc::new(PostgresEventStore::connect(&database.url, pool_size(&args)).await?);
-        commands(store, &args, duration).await?;
+        commands::run(&args, duration).await?;
     }
     if args.only.contains(&Bench::Queries) {
-        let (auth, token) = bench_auth(Access::Read).await?;
+        let secret = format!("eventline-bench-{:032x}", uuid_like());
+        let (auth, token) = bench_auth(&secret, Access::Read).await?;
         queries::queries(auth, token, args.accounts * 10, args.query_rate, duration).await?;
     }
     if args.only.contains(&Bench::Relay) {
