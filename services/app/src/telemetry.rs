@@ -1,4 +1,4 @@
-//! Structured logs on stderr, plain text or JSON lines.
+//! Structured logs on stderr, plain text or JSON lines, and the Prometheus recorder.
 
 use std::io::IsTerminal;
 
@@ -15,7 +15,11 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber; `filter` uses `RUST_LOG` syntax (`info,eventline=debug`).
+/// Also installs the metrics recorder `/metrics` renders, before any service records: the
+/// `metrics` facade drops what is recorded while no recorder is installed, so a gauge set
+/// once at start (a JWKS URL's readiness) or a counter shown at zero would never appear.
 pub fn init(format: LogFormat, filter: &str) {
+    eventline_http::prometheus();
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -22,6 +22,9 @@ const MIN_RSA_MODULUS_LEN: usize = 256;
 /// The largest JWK set read from a URL; real ones are a few kilobytes.
 const MAX_JWKS_LEN: usize = 1 << 20;
 
+/// Gauge, by JWKS `url`: 1 once keys were loaded from it, 0 before (the `/readyz` check `jwks`).
+const JWKS_READY: &str = "eventline_auth_jwks_ready";
+
 /// One RSA public key trusted for RS256.
 #[derive(Debug, Clone)]
 pub(crate) struct RsaKey {
@@ -196,6 +199,7 @@ struct Loaded {
 
 impl RemoteJwks {
     pub(crate) fn new(url: String, uri: Uri, client: HttpClient, policy: RefreshPolicy) -> Self {
+        metrics::gauge!(JWKS_READY, "url" => url.clone()).set(0.0);
         RemoteJwks {
             url,
             uri,
@@ -273,6 +277,10 @@ impl RemoteJwks {
         }
         let outcome = self.fetch().await;
         let mut state = self.state();
+        if outcome.is_ok() {
+            // Stays 1 after a failed refresh: the keys already loaded are kept and used.
+            metrics::gauge!(JWKS_READY, "url" => self.url.clone()).set(1.0);
+        }
         state.attempts += 1;
         state.last_attempt = Some(Instant::now());
         match outcome {

@@ -77,12 +77,26 @@ pub fn group_lag(
     topics: &[String],
     timeout: std::time::Duration,
 ) -> Result<u64, KafkaError> {
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
-    use rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = client_config(brokers)
+    let consumer: rdkafka::consumer::BaseConsumer = client_config(brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()?;
+    committed_lag(&consumer, topics, timeout)
+}
+
+/// [`group_lag`] for the group of a consumer that exists already (its `group.id`). It asks the
+/// brokers, not the consumer's fetch state, so it stays right while the consumer is busy or
+/// stuck, and needs no membership in the group. Blocks the thread like [`group_lag`].
+pub fn committed_lag<C, K>(
+    consumer: &K,
+    topics: &[String],
+    timeout: std::time::Duration,
+) -> Result<u64, KafkaError>
+where
+    C: rdkafka::consumer::ConsumerContext,
+    K: rdkafka::consumer::Consumer<C>,
+{
+    use rdkafka::{Offset, TopicPartitionList};
     let mut partitions = TopicPartitionList::new();
     for topic in topics {
         let metadata = consumer.fetch_metadata(Some(topic), timeout)?;

@@ -315,6 +315,14 @@ impl Processor {
             store = self.store.kind(),
             "processor started"
         );
+        // At zero from the start, so that `increase()` in an alert sees the first increment.
+        for counter in [
+            "eventline_processor_events_total",
+            "eventline_processor_failures_total",
+            "eventline_processor_dead_letters_total",
+        ] {
+            metrics::counter!(counter, "processor" => name).increment(0);
+        }
         let mut lease = LeaseKeeper::new(format!("eventline-processor:{name}"));
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {

@@ -19,11 +19,9 @@ use std::time::{Duration, Instant};
 use eventline_core::{Envelope, Projection, wire};
 use eventline_kafka::TopicSettings;
 use eventline_readmodel::{BatchSource, ProjectedEvent, ReadModelDb, Schema};
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -72,26 +70,11 @@ impl KafkaProjectorConfig {
     }
 }
 
-/// Turns librdkafka's statistics into the projection's lag gauge.
-struct LagContext {
-    projection: &'static str,
-}
+/// How often the projection's lag is measured.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
-impl ClientContext for LagContext {
-    fn stats(&self, statistics: Statistics) {
-        let lag: i64 = statistics
-            .topics
-            .values()
-            .flat_map(|topic| topic.partitions.iter())
-            .filter(|(partition, p)| **partition >= 0 && p.consumer_lag >= 0)
-            .map(|(_, p)| p.consumer_lag)
-            .sum();
-        metrics::gauge!("eventline_projection_lag_events", "projection" => self.projection)
-            .set(lag as f64);
-    }
-}
-
-impl ConsumerContext for LagContext {}
+/// How long one of the lag measurement's requests to the brokers may take.
+const LAG_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One message of a round, decoded.
 struct Received {
@@ -103,7 +86,7 @@ struct Received {
 
 /// A projection kept up to date from Kafka.
 pub struct KafkaProjector {
-    consumer: StreamConsumer<LagContext>,
+    consumer: Arc<StreamConsumer>,
     db: ReadModelDb,
     projection: Arc<dyn Projection>,
     config: KafkaProjectorConfig,
@@ -140,17 +123,16 @@ impl KafkaProjector {
         config: KafkaProjectorConfig,
     ) -> Result<Self, ProjectorError> {
         let name = projection.name();
-        let consumer: StreamConsumer<LagContext> = eventline_kafka::client_config(&config.brokers)
+        let consumer: StreamConsumer = eventline_kafka::client_config(&config.brokers)
             .set("group.id", config.group_id(name))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000")
             .set(
                 "session.timeout.ms",
                 config.session_timeout.as_millis().to_string(),
             )
-            .create_with_context(LagContext { projection: name })
+            .create()
             .map_err(kafka(name, "creating the consumer"))?;
         let topics = projection
             .stream_types()
@@ -158,7 +140,7 @@ impl KafkaProjector {
             .map(|stream_type| wire::topic_name(&config.topic_prefix, stream_type))
             .collect();
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             db,
             projection,
             config,
@@ -347,6 +329,12 @@ impl KafkaProjector {
             read_model = self.db.dialect().name(),
             "kafka projector started"
         );
+        register_metrics(name);
+        let lag = tokio::spawn(report_lag(
+            Arc::clone(&self.consumer),
+            self.topics.clone(),
+            name,
+        ));
         let mut backoff = Duration::from_millis(100);
         'rounds: while !shutdown.is_cancelled() {
             let round = match self.receive(&shutdown).await {
@@ -380,8 +368,45 @@ impl KafkaProjector {
                 }
             }
         }
+        lag.abort();
         self.consumer.unsubscribe();
         tracing::info!(projection = name, "kafka projector stopped");
         Ok(())
+    }
+}
+
+/// Shows the projection's counters at zero from the start, so that `increase()` in an alert
+/// sees their first increment (a counter series born at 1 looks like no change to it).
+fn register_metrics(name: &'static str) {
+    crate::register_metrics(name);
+    metrics::counter!("eventline_projector_redelivered_total", "projection" => name).increment(0);
+    metrics::counter!("eventline_projector_malformed_messages_total", "projection" => name)
+        .increment(0);
+}
+
+/// Sets `eventline_projection_lag_events` every [`LAG_INTERVAL`] to the consumer group's lag
+/// on `topics`, as the brokers see it: all partitions, not only those of this member (every
+/// member reports the same figure), measured beside the consuming loop, so that a projector
+/// stuck on its read model still shows its lag growing.
+async fn report_lag(consumer: Arc<StreamConsumer>, topics: Vec<String>, projection: &'static str) {
+    loop {
+        let probe = Arc::clone(&consumer);
+        let on = topics.clone();
+        // librdkafka's requests block the thread.
+        let measured = tokio::task::spawn_blocking(move || {
+            eventline_kafka::committed_lag(probe.as_ref(), &on, LAG_TIMEOUT)
+        })
+        .await;
+        match measured {
+            Ok(Ok(lag)) => {
+                metrics::gauge!("eventline_projection_lag_events", "projection" => projection)
+                    .set(lag as f64);
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(projection, %error, "measuring the consumer group's lag failed");
+            }
+            Err(error) => tracing::warn!(projection, %error, "the lag measurement panicked"),
+        }
+        tokio::time::sleep(LAG_INTERVAL).await;
     }
 }

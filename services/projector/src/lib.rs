@@ -216,6 +216,7 @@ impl StoreProjector {
             read_model = self.db.dialect().name(),
             "projector started"
         );
+        register_metrics(name);
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.step(&schema).await {
@@ -255,5 +256,17 @@ impl StoreProjector {
                 }
             }
         }
+    }
+}
+
+/// Shows the counters of projection `name` at zero from the start, so that `increase()` in an
+/// alert sees their first increment (a counter series born at 1 looks like no change to it).
+pub(crate) fn register_metrics(name: &'static str) {
+    for counter in [
+        "eventline_projector_events_total",
+        "eventline_projector_dead_letters_total",
+        "eventline_projector_version_gaps_total",
+    ] {
+        metrics::counter!(counter, "projection" => name).increment(0);
     }
 }

@@ -280,6 +280,9 @@ impl Relay {
     /// flight is always finished (acknowledged and checkpointed) before it stops.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RelayError> {
         tracing::info!(store = self.store.kind(), brokers = %self.config.brokers, "relay started");
+        // At zero from the start, so that `increase()` in an alert sees the first failure.
+        metrics::counter!("eventline_relay_events_total").increment(0);
+        metrics::counter!("eventline_relay_failures_total").increment(0);
         let mut backoff = Duration::from_millis(100);
         let mut lease = LeaseKeeper::new(RELAY_CHECKPOINT);
         while !shutdown.is_cancelled() {
