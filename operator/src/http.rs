@@ -21,6 +21,8 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// Renders the metrics.
     pub metrics: PrometheusHandle,
+    /// The reconciler's metrics handle, for the replay gauges read from Projections.
+    pub reconciler: crate::metrics::Metrics,
 }
 
 /// The operator's HTTP router.
@@ -46,7 +48,7 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render() + &state.reconciler.replay_gauges(),
     )
 }
 
@@ -85,6 +87,7 @@ mod tests {
         let app = router(HttpState {
             ready: ready.clone(),
             metrics: handle,
+            reconciler: crate::metrics::Metrics::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -103,6 +106,48 @@ mod tests {
             body.contains("eventline_operator_reconciliations_total 3"),
             "metrics body: {body}"
         );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn metrics_show_the_replays_of_the_watched_projections_while_leading() {
+        use crate::crd::{Projection, ProjectionStatus, ReplayPhase, ReplayStatus};
+        use crate::fixtures::TestProjection;
+        use kube::runtime::{reflector, watcher};
+
+        let recorder = crate::metrics::prometheus_recorder().expect("recorder");
+        let reconciler = crate::metrics::Metrics::default();
+        let app = router(HttpState {
+            ready: Arc::new(AtomicBool::new(true)),
+            metrics: recorder.handle(),
+            reconciler: reconciler.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let failed = Projection::test().with_status(ProjectionStatus {
+            replay: Some(ReplayStatus {
+                request_id: "r1".into(),
+                phase: Some(ReplayPhase::Failed),
+                ..ReplayStatus::default()
+            }),
+            ..ProjectionStatus::default()
+        });
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(failed));
+        let gauge = r#"eventline_projection_replay_phase{namespace="bank",name="accounts",projection="accounts",phase="Failed"} 1"#;
+
+        let (_, body) = get(addr, "/metrics").await;
+        assert!(!body.contains("eventline_projection_replay"), "{body}");
+        reconciler.watching(store);
+        let (_, body) = get(addr, "/metrics").await;
+        assert!(body.contains(gauge), "metrics body: {body}");
+        reconciler.stopped_watching();
+        let (_, body) = get(addr, "/metrics").await;
+        assert!(!body.contains("eventline_projection_replay"), "{body}");
         server.abort();
     }
 }

@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let ready = Arc::new(AtomicBool::new(false));
+    let reconciler_metrics = eventline_operator::metrics::Metrics::default();
     let listener = tokio::net::TcpListener::bind(args.listen_addr)
         .await
         .with_context(|| format!("binding {}", args.listen_addr))?;
@@ -124,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
         let app = router(HttpState {
             ready: ready.clone(),
             metrics,
+            reconciler: reconciler_metrics.clone(),
         });
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -154,13 +156,15 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("eventline-operator-{}", std::process::id()));
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         Reporter {
             controller: "eventline-operator".to_owned(),
             instance: Some(identity.clone()),
         },
-    ));
+    );
+    ctx.metrics = reconciler_metrics;
+    let ctx = Arc::new(ctx);
     info!(
         namespace = namespace.as_deref().unwrap_or("<all>"),
         "watching Projections"

@@ -3,7 +3,10 @@
 //! Names follow `eventline_<thing>_<unit>`; labels are bounded (an error kind, never an object
 //! name), so a cluster with many Projections does not blow up the series count.
 
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
+
+use kube::runtime::reflector::Store;
 
 use metrics_exporter_prometheus::{
     BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -69,11 +72,53 @@ fn describe() {
     );
 }
 
-/// The reconciler's handle on its metrics.
-#[derive(Clone, Debug, Default)]
-pub struct Metrics;
+/// The reconciler's handle on its metrics. Clones share the Projections the controller watches,
+/// from which [`Metrics::replay_gauges`] renders each replay's phase and progress at scrape time.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    projections: Arc<RwLock<Option<Store<crate::crd::Projection>>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
 
 impl Metrics {
+    /// The controller keeps `projections` up to date from now on (while this replica leads).
+    pub fn watching(&self, projections: Store<crate::crd::Projection>) {
+        *self.write() = Some(projections);
+    }
+
+    /// The controller stopped: a replica that does not lead shows no replay gauges, so that
+    /// only one replica reports each replay.
+    pub fn stopped_watching(&self) {
+        *self.write() = None;
+    }
+
+    /// The replay gauges of every watched Projection
+    /// ([`eventline_projection_api::metrics::render`]); empty while not watching.
+    pub fn replay_gauges(&self) -> String {
+        let projections = self
+            .projections
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match projections.as_ref() {
+            Some(store) => {
+                eventline_projection_api::metrics::render(store.state().iter().map(AsRef::as_ref))
+            }
+            None => String::new(),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Option<Store<crate::crd::Projection>>> {
+        // Only ever replaced whole: a panic elsewhere cannot leave it half-written.
+        self.projections
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Counts a reconciliation and measures it until the returned timer is dropped.
     pub fn reconcile_started(&self) -> ReconcileTimer {
         metrics::counter!(RECONCILIATIONS_TOTAL).increment(1);
@@ -99,3 +144,6 @@ impl Drop for ReconcileTimer {
         metrics::histogram!(RECONCILE_DURATION_SECONDS).record(self.start.elapsed().as_secs_f64());
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -97,7 +97,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            metrics: Metrics,
+            metrics: Metrics::default(),
             clock: Timestamp::now,
             failures: Mutex::default(),
         }
@@ -656,10 +656,12 @@ pub async fn run(
     let owned =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=eventline-operator");
     let (reader, writer) = reflector::store();
+    ctx.metrics.watching(reader.clone());
     let projection_changes = watcher(projections, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .applied_objects();
+    let metrics = ctx.metrics.clone();
     Controller::for_stream(triggers(projection_changes), reader)
         // Bursts of changes (a spec edit, the Deployment's and Jobs' status) make one
         // reconciliation.
@@ -676,6 +678,7 @@ pub async fn run(
             }
         })
         .await;
+    metrics.stopped_watching();
 }
 
 /// Whether a controller error is worth a warning: a failing watch or queue (RBAC, a CRD
