@@ -86,6 +86,9 @@ struct Args {
     /// Requests per second the query benchmark sends, whatever the answers take.
     #[arg(long, default_value_t = 2_000.0)]
     query_rate: f64,
+    /// Measured runs of the query benchmark, one after another (each printed).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    query_runs: u64,
     /// Connections to PostgreSQL (default: one per client, plus two).
     #[arg(long)]
     pool: Option<u32>,
@@ -306,6 +309,7 @@ async fn main() -> anyhow::Result<()> {
         args.accounts = args.accounts.min(50);
         args.relay_events = args.relay_events.min(2_000);
         args.projector_events = args.projector_events.min(5_000);
+        args.query_runs = 1;
     }
     if args.clients == 0 || args.seconds <= 0.0 {
         bail!("--clients and --seconds must be greater than 0");
@@ -347,7 +351,15 @@ async fn main() -> anyhow::Result<()> {
     if args.only.contains(&Bench::Queries) {
         let secret = format!("eventline-bench-{:032x}", uuid_like());
         let (auth, token) = bench_auth(&secret, Access::Read).await?;
-        queries::queries(auth, token, args.accounts * 10, args.query_rate, duration).await?;
+        queries::queries(
+            auth,
+            token,
+            args.accounts * 10,
+            args.query_rate,
+            duration,
+            args.query_runs as usize,
+        )
+        .await?;
     }
     if args.only.contains(&Bench::Relay) {
         relay(&args).await?;
