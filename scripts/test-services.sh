@@ -8,6 +8,8 @@
 #                                            EVENTLINE_TEST_KAFKA_BROKERS
 #               and the Tansu binary, for tests that start their own   EVENTLINE_TEST_TANSU
 #   MongoDB     cannot run on these machines EVENTLINE_TEST_MONGODB_URI (tests skip without it)
+#   Prometheus  Debian's package, installed, not started (a test runs its own)
+#                                            EVENTLINE_TEST_PROMETHEUS
 
 log() { echo "test-services: $*" >&2; }
 
@@ -63,9 +65,19 @@ ensure_kafka() {
   wait_for Kafka 30 kafka_up
 }
 
+ensure_prometheus() {
+  # The real-Prometheus test of the alert rules (services/eventline/tests/monitoring.rs) starts
+  # its own from this binary; scripts/check-monitoring.sh uses the package's promtool.
+  if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then return 0; fi
+  log "installing Prometheus (Debian's prometheus package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+}
+
 ensure_postgres
 ensure_mariadb
 ensure_kafka
+ensure_prometheus
+export EVENTLINE_TEST_PROMETHEUS="${EVENTLINE_TEST_PROMETHEUS:-$(command -v prometheus)}"
 export EVENTLINE_TEST_KAFKA_BROKERS="${EVENTLINE_TEST_KAFKA_BROKERS:-127.0.0.1:9092}"
 # Tests that pause a broker start one of their own from this binary.
 export EVENTLINE_TEST_TANSU="$tansu"
