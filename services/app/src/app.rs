@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use axum::Router;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use eventline_auth::Authentication;
 use eventline_core::{EventStore, Projection, SnapshotStore};
 use eventline_domain::{CompositionError, Domain, Domains};
@@ -82,8 +82,12 @@ impl App {
     /// The whole `main`: parses the command line, sets up logging, runs the subcommand until
     /// it ends or SIGTERM/Ctrl-C stops it gracefully, and says why it failed if it did.
     pub fn run(self) -> ExitCode {
-        let cli = Cli::parse();
-        crate::telemetry::init(cli.log_format, &cli.log);
+        let matches = Cli::command().get_matches();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        // Traces name their service after the subcommand unless OTEL_SERVICE_NAME says otherwise.
+        let service = format!("eventline-{}", matches.subcommand_name().unwrap_or("app"));
+        // Dropped after the runtime, when every span has ended: it exports the last ones.
+        let _telemetry = crate::telemetry::init(cli.log_format, &cli.log, &service);
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

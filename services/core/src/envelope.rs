@@ -17,6 +17,10 @@ pub struct Metadata {
     /// The acting user, when the command was authenticated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The W3C `traceparent` of the span that recorded the event (the command's request),
+    /// so that whoever handles the event later (relay, projector, processor) joins its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// An event about to be appended: the store assigns version, position and time.

@@ -13,6 +13,9 @@ pub const HEADER_SCHEMA_VERSION: &str = "schema_version";
 pub const HEADER_POSITION: &str = "position";
 /// Header: the correlation id of the command that caused the event, when it had one.
 pub const HEADER_CORRELATION_ID: &str = "correlation_id";
+/// Header: the W3C trace context the event carries on (its metadata's `traceparent`, or the
+/// relay's span within that trace), when it has one.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
 
 /// The topic events of `stream_type` are published to: `PREFIX.STREAM_TYPE`.
 pub fn topic_name(prefix: &str, stream_type: &str) -> String {

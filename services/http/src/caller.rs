@@ -33,14 +33,27 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Caller {
 }
 
 /// The metadata a command's events record: the request id as correlation id (the service
-/// gives every request a UUID one) and the authenticated caller as the acting user.
+/// gives every request a UUID one), the authenticated caller as the acting user, and the
+/// request's trace context.
+///
+/// The trace context is the request span's when this service exports traces; otherwise the
+/// caller's `traceparent` header as it came (when valid), so that services further down that
+/// do export still join the caller's trace.
 pub fn command_metadata(headers: &HeaderMap, caller: Option<&Caller>) -> Metadata {
+    let traceparent = eventline_trace_context::of(&tracing::Span::current()).or_else(|| {
+        headers
+            .get(eventline_trace_context::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| eventline_trace_context::parse(v).is_some())
+            .map(str::to_owned)
+    });
     Metadata {
         correlation_id: headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| Uuid::parse_str(v).ok()),
         user: caller.map(|c| c.subject.clone()),
+        traceparent,
         ..Metadata::default()
     }
 }

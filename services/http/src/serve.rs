@@ -56,7 +56,8 @@ async fn track_metrics(request: Request, next: Next) -> Response {
 /// finishes the requests in flight.
 ///
 /// Every request gets an `x-request-id` (kept if the client sent one, returned in the
-/// response), a tracing span carrying it, a body limit, and Prometheus metrics
+/// response), a tracing span carrying it (a child of the caller's W3C `traceparent` when it
+/// sent one), a body limit, and Prometheus metrics
 /// `eventline_http_requests_total` and `eventline_http_request_duration_seconds`.
 pub async fn serve(
     listener: TcpListener,
@@ -84,7 +85,16 @@ pub async fn serve(
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!("http", method = %request.method(), uri = %request.uri(), request_id)
+                let span = tracing::info_span!("http", method = %request.method(), uri = %request.uri(), request_id);
+                // The caller's trace, if it sent one: the request continues it.
+                if let Some(parent) = request
+                    .headers()
+                    .get(eventline_trace_context::TRACEPARENT)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    eventline_trace_context::set_parent(&span, parent);
+                }
+                span
             }),
         )
         .layer(PropagateRequestIdLayer::x_request_id())

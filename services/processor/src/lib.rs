@@ -30,6 +30,7 @@ use eventline_readmodel::{
 };
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Why a reaction failed.
 #[derive(Debug, thiserror::Error)]
@@ -281,7 +282,15 @@ impl Processor {
             .map(|indexes| async move {
                 let mut outcomes = Vec::with_capacity(indexes.len());
                 for index in indexes {
-                    let outcome = self.manager.react(&events[index]).await;
+                    let event = &events[index];
+                    // The reaction joins the trace of the command that stored the event.
+                    let span = tracing::info_span!("processor.react",
+                        processor = self.manager.name(), position = %event.position,
+                        event_type = %event.event_type);
+                    if let Some(parent) = &event.metadata.traceparent {
+                        eventline_trace_context::set_parent(&span, parent);
+                    }
+                    let outcome = self.manager.react(event).instrument(span).await;
                     let stop = matches!(outcome, Err(ReactionError::Transient(_)));
                     if let Err(error) = &outcome {
                         tracing::warn!(processor = self.manager.name(), position = %events[index].position,

@@ -24,6 +24,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::ProjectorError;
 
@@ -82,6 +83,8 @@ struct Received {
     partition: i32,
     offset: i64,
     event: Option<Envelope>,
+    /// The trace the event belongs to (the `traceparent` header), when it has one.
+    traceparent: Option<String>,
 }
 
 /// A projection kept up to date from Kafka.
@@ -101,6 +104,17 @@ impl std::fmt::Debug for KafkaProjector {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// The `traceparent` header of `message`, if it has a readable one.
+fn traceparent(message: &impl Message) -> Option<String> {
+    use rdkafka::message::Headers;
+    message
+        .headers()?
+        .iter()
+        .find(|header| header.key == wire::HEADER_TRACEPARENT)
+        .and_then(|header| std::str::from_utf8(header.value?).ok())
+        .map(str::to_owned)
 }
 
 fn kafka(
@@ -225,6 +239,7 @@ impl KafkaProjector {
             partition: message.partition(),
             offset: message.offset(),
             event,
+            traceparent: traceparent(message),
         }
     }
 
@@ -242,8 +257,42 @@ impl KafkaProjector {
         );
     }
 
-    /// Applies one round: one transaction per partition, then commits the offsets.
+    /// Applies one round in a `projector.batch` span linked to the traces of its events, each
+    /// of which also gets a `projector.event` span in its own trace, open until the round has
+    /// committed: a command's trace shows when its events reached the read model.
     async fn apply(&self, schema: &Schema, round: &[Received]) -> Result<(), ProjectorError> {
+        let batch = tracing::info_span!(
+            "projector.batch",
+            projection = self.projection.name(),
+            messages = round.len()
+        );
+        let traced: Vec<(&str, &Envelope)> = round
+            .iter()
+            .filter_map(|r| Some((r.traceparent.as_deref()?, r.event.as_ref()?)))
+            .collect();
+        for (parent, _) in &traced {
+            eventline_trace_context::add_link(&batch, parent);
+        }
+        let in_batch = eventline_trace_context::of(&batch);
+        let events: Vec<tracing::Span> = traced
+            .iter()
+            .map(|(parent, event)| {
+                let span = tracing::info_span!("projector.event", projection = self.projection.name(),
+                    position = %event.position, event_type = %event.event_type);
+                eventline_trace_context::set_parent(&span, parent);
+                if let Some(batch) = &in_batch {
+                    eventline_trace_context::add_link(&span, batch);
+                }
+                span
+            })
+            .collect();
+        let applied = self.apply_round(schema, round).instrument(batch).await;
+        drop(events);
+        applied
+    }
+
+    /// Applies one round: one transaction per partition, then commits the offsets.
+    async fn apply_round(&self, schema: &Schema, round: &[Received]) -> Result<(), ProjectorError> {
         let name = self.projection.name();
         let started = Instant::now();
         let mut by_partition: BTreeMap<(&str, i32), Vec<&Received>> = BTreeMap::new();

@@ -187,7 +187,10 @@ impl Relay {
             self.ensure_topic(&topic_name(&self.config.topic_prefix, &event.stream_type))
                 .await?;
         }
-        let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(events.len());
+        // An event that carries a trace context gets a span in that trace, open until Kafka
+        // has acknowledged the event; the projector continues from it.
+        let mut pending: VecDeque<(DeliveryFuture, Option<tracing::Span>)> =
+            VecDeque::with_capacity(events.len());
         for event in events {
             let topic = topic_name(&self.config.topic_prefix, &event.stream_type);
             let payload = wire::encode(event).map_err(|source| RelayError::Serialise {
@@ -197,6 +200,16 @@ impl Relay {
             let position = event.position.event.to_string();
             let schema_version = event.schema_version.to_string();
             let correlation = event.metadata.correlation_id.map(|c| c.to_string());
+            let span = event.metadata.traceparent.as_deref().map(|parent| {
+                let span = tracing::info_span!("relay.publish", %topic, position = %event.position,
+                    event_type = %event.event_type);
+                eventline_trace_context::set_parent(&span, parent);
+                span
+            });
+            let traceparent = span
+                .as_ref()
+                .and_then(eventline_trace_context::of)
+                .or_else(|| event.metadata.traceparent.clone());
             let mut headers = OwnedHeaders::new()
                 .insert(Header {
                     key: wire::HEADER_EVENT_TYPE,
@@ -216,6 +229,12 @@ impl Relay {
                     value: Some(correlation.as_str()),
                 });
             }
+            if let Some(traceparent) = &traceparent {
+                headers = headers.insert(Header {
+                    key: wire::HEADER_TRACEPARENT,
+                    value: Some(traceparent.as_str()),
+                });
+            }
             let mut record = FutureRecord::to(&topic)
                 .key(event.stream_id.as_str())
                 .payload(&payload)
@@ -225,13 +244,13 @@ impl Relay {
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
-                        pending.push_back(delivery);
+                        pending.push_back((delivery, span));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         match pending.pop_front() {
-                            Some(oldest) => wait_for(oldest).await?,
+                            Some((oldest, _span)) => wait_for(oldest).await?,
                             None => tokio::time::sleep(Duration::from_millis(5)).await,
                         }
                     }
@@ -239,7 +258,7 @@ impl Relay {
                 }
             }
         }
-        for delivery in pending {
+        for (delivery, _span) in pending {
             wait_for(delivery).await?;
         }
         Ok(())

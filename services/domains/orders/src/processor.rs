@@ -48,6 +48,9 @@ impl ProcessManager for OrderProcessor {
         let metadata = Metadata {
             correlation_id: event.metadata.correlation_id,
             user: Some(format!("system:{}", Self::NAME)),
+            // The reaction's span (in the order's trace), so the command's events stay in it.
+            traceparent: eventline_trace_context::of(&tracing::Span::current())
+                .or_else(|| event.metadata.traceparent.clone()),
             ..Metadata::default()
         };
         let command = OrderCommand::Process(ProcessOrder {
