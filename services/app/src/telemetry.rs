@@ -1,4 +1,5 @@
-//! Structured logs on stderr, plain text or JSON lines, and the Prometheus recorder.
+//! Structured logs on stderr, plain text or JSON lines, the Prometheus recorder, and the OTLP
+//! trace export when the `OTEL_*` variables ask for one.
 
 use std::io::IsTerminal;
 
