@@ -73,6 +73,7 @@ impl TestProjection for Projection {
                 image_pull_policy: ImagePullPolicy::IfNotPresent,
                 replicas: 2,
                 image_pull_secrets: Vec::new(),
+                env: Vec::new(),
                 resources: None,
                 source: Source {
                     store: StoreSource {

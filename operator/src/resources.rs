@@ -277,45 +277,47 @@ pub fn projector_deployment(p: &Projection, active_target: &Target) -> Result<De
         image_pull_policy: Some(spec.image_pull_policy.as_str().to_owned()),
         args: Some(vec!["project".to_owned()]),
         env: Some(
-            vec![
-                env("EVENTLINE_PROJECTOR_SOURCE", "kafka"),
-                env(
-                    "EVENTLINE_KAFKA_BROKERS",
-                    spec.source.kafka.bootstrap_servers.clone(),
-                ),
-                env(
-                    "EVENTLINE_TOPIC_PREFIX",
-                    spec.source.kafka.topic_prefix.clone(),
-                ),
-                env("EVENTLINE_PROJECTIONS", spec.projection.clone()),
-            ]
-            .into_iter()
-            .chain(
-                spec.source
-                    .kafka
-                    .topic_partitions
-                    .map(|n| env("EVENTLINE_TOPIC_PARTITIONS", n.to_string())),
-            )
-            .chain(
-                spec.source
-                    .kafka
-                    .topic_replication
-                    .map(|n| env("EVENTLINE_TOPIC_REPLICATION", n.to_string())),
-            )
-            .chain([
-                env_secret("EVENTLINE_READ_MODEL_URL", &active_target.url_secret_ref),
-                env(
-                    "EVENTLINE_CONSUMER_GROUP_PREFIX",
-                    consumer_group_prefix(&owner.namespace, &owner.name, active_target),
-                ),
-                env("EVENTLINE_LISTEN_ADDR", format!("0.0.0.0:{PROJECTOR_PORT}")),
-                env("EVENTLINE_LOG_FORMAT", "json"),
-                env(
-                    "EVENTLINE_PROJECTOR_REPORT_TO",
-                    format!("{}/{}", owner.namespace, owner.name),
-                ),
-            ])
-            .collect(),
+            spec.env
+                .iter()
+                .cloned()
+                .chain([
+                    env("EVENTLINE_PROJECTOR_SOURCE", "kafka"),
+                    env(
+                        "EVENTLINE_KAFKA_BROKERS",
+                        spec.source.kafka.bootstrap_servers.clone(),
+                    ),
+                    env(
+                        "EVENTLINE_TOPIC_PREFIX",
+                        spec.source.kafka.topic_prefix.clone(),
+                    ),
+                    env("EVENTLINE_PROJECTIONS", spec.projection.clone()),
+                ])
+                .chain(
+                    spec.source
+                        .kafka
+                        .topic_partitions
+                        .map(|n| env("EVENTLINE_TOPIC_PARTITIONS", n.to_string())),
+                )
+                .chain(
+                    spec.source
+                        .kafka
+                        .topic_replication
+                        .map(|n| env("EVENTLINE_TOPIC_REPLICATION", n.to_string())),
+                )
+                .chain([
+                    env_secret("EVENTLINE_READ_MODEL_URL", &active_target.url_secret_ref),
+                    env(
+                        "EVENTLINE_CONSUMER_GROUP_PREFIX",
+                        consumer_group_prefix(&owner.namespace, &owner.name, active_target),
+                    ),
+                    env("EVENTLINE_LISTEN_ADDR", format!("0.0.0.0:{PROJECTOR_PORT}")),
+                    env("EVENTLINE_LOG_FORMAT", "json"),
+                    env(
+                        "EVENTLINE_PROJECTOR_REPORT_TO",
+                        format!("{}/{}", owner.namespace, owner.name),
+                    ),
+                ])
+                .collect(),
         ),
         ports: Some(vec![ContainerPort {
             name: Some("http".to_owned()),
@@ -392,18 +394,24 @@ pub fn replay_job(p: &Projection, active_target: &Target) -> Result<Option<Job>>
         image: Some(spec.image.clone()),
         image_pull_policy: Some(spec.image_pull_policy.as_str().to_owned()),
         args: Some(vec!["replay".to_owned()]),
-        env: Some(vec![
-            env_secret("EVENTLINE_STORE_URL", &spec.source.store.url_secret_ref),
-            env_secret("EVENTLINE_REPLAY_TARGET_URL", &target.url_secret_ref),
-            env("EVENTLINE_REPLAY_PROJECTION", spec.projection.clone()),
-            env("EVENTLINE_REPLAY_REQUEST_ID", replay.request_id.clone()),
-            env("EVENTLINE_REPLAY_PROGRESS", "json"),
-            env(
-                "EVENTLINE_REPLAY_REPORT_TO",
-                format!("{}/{}", owner.namespace, owner.name),
-            ),
-            env("EVENTLINE_LOG_FORMAT", "json"),
-        ]),
+        env: Some(
+            spec.env
+                .iter()
+                .cloned()
+                .chain([
+                    env_secret("EVENTLINE_STORE_URL", &spec.source.store.url_secret_ref),
+                    env_secret("EVENTLINE_REPLAY_TARGET_URL", &target.url_secret_ref),
+                    env("EVENTLINE_REPLAY_PROJECTION", spec.projection.clone()),
+                    env("EVENTLINE_REPLAY_REQUEST_ID", replay.request_id.clone()),
+                    env("EVENTLINE_REPLAY_PROGRESS", "json"),
+                    env(
+                        "EVENTLINE_REPLAY_REPORT_TO",
+                        format!("{}/{}", owner.namespace, owner.name),
+                    ),
+                    env("EVENTLINE_LOG_FORMAT", "json"),
+                ])
+                .collect(),
+        ),
         resources: spec.resources.clone(),
         security_context: Some(container_security_context()),
         volume_mounts: Some(vec![mount]),

@@ -9,7 +9,7 @@
 //! the operator (`eventline-operator`) owns everything except the replay progress, which the
 //! replay process publishes itself (`eventline-replay`, see [`crate::report`]).
 
-use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
+use k8s_openapi::api::core::v1::{EnvVar, LocalObjectReference, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -63,6 +63,11 @@ pub struct ProjectionSpec {
     /// Secrets of the projector and replay pods for pulling `image` from a private registry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// More environment variables for the projector and replay containers, such as
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (trace export) or `EVENTLINE_LOG`. They come first: a
+    /// variable the operator sets itself (`EVENTLINE_STORE_URL`, ...) keeps the operator's value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
     /// Resources of the projector and replay containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,

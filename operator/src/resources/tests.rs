@@ -359,6 +359,45 @@ fn topic_settings_reach_the_projector() {
     );
 }
 
+/// `spec.env` reaches the projector and replay containers (trace export, log filters), before
+/// the operator's own variables, so that one of those set there loses to the operator's value
+/// (Kubernetes takes the last of two variables of one name).
+#[test]
+fn extra_environment_reaches_every_container_that_runs_the_image_and_cannot_override_the_operator()
+{
+    let mut p = Projection::test().with_replay("r1", None);
+    let variable = |name: &str, value: &str| k8s_openapi::api::core::v1::EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    };
+    p.spec.env = vec![
+        variable("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        variable("EVENTLINE_LOG_FORMAT", "text"),
+    ];
+    let d = projector_deployment(&p, &postgres_target()).expect("deployment");
+    let j = replay_job(&p, &postgres_target())
+        .expect("job")
+        .expect("requested");
+    for pod in [
+        d.spec.expect("spec").template.spec.expect("pod"),
+        j.spec.expect("spec").template.spec.expect("pod"),
+    ] {
+        let env = pod.containers[0].env.clone().expect("env");
+        let last = |name: &str| {
+            env.iter()
+                .rev()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(
+            last("OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+            Some("http://collector:4318")
+        );
+        assert_eq!(last("EVENTLINE_LOG_FORMAT").as_deref(), Some("json"));
+    }
+}
+
 /// With a private registry (the documented full install uses one), pods without pull secrets
 /// fail with ErrImagePull: both the projector and the replay pods get them.
 #[test]
