@@ -67,13 +67,17 @@ impl GroupCommitSettings {
         in_flight: 1,
     };
 
-    /// The default for a store with a pool of `connections`: a quarter of them write batches
-    /// (at least one, at most eight); the rest stay free for the reads every command makes.
+    /// The default for a store with a pool of `connections`: as many batches in flight as
+    /// connections, so that appends are gathered only once every connection is writing (when
+    /// they would otherwise wait for a connection). Measured on a 2-core machine, limiting the
+    /// writers to a quarter of the pool to make batches form earlier halved the command rate
+    /// (1,518 against 2,854 commands/s with 16 clients): the database's own commit grouping
+    /// over many connections did better than fewer, larger batches.
     pub fn for_pool(connections: u32) -> Self {
         Self {
             max_appends: 64,
             max_events: 1_000,
-            in_flight: (connections as usize / 4).clamp(1, 8),
+            in_flight: (connections as usize).max(1),
         }
     }
 
