@@ -9,6 +9,8 @@
 -- concurrent writer into "not inserted" for that row instead of an error that would abort the
 -- whole batch. An append that got only some of its events in (it lost a race for a later
 -- version) has them taken out again before the commit, so every append is all or nothing.
+-- Rows are inserted in (stream, version) order, whatever the order of the batch: batches in
+-- flight at the same time then wait for one another's rows in a single direction.
 -- Returned: one row per stored append (index, position of its last event, transaction id);
 -- an append without a row was not stored (its stream is not at the expected version).
 CREATE OR REPLACE FUNCTION eventline_append_batch(
@@ -44,7 +46,9 @@ BEGIN
         WHERE b.expected = 0
            OR EXISTS (SELECT 1 FROM eventline_events x
                       WHERE x.stream_id = b.stream_id AND x.version = b.expected)
-        ORDER BY b.ord
+        -- One global order for the rows every batch inserts, so that two batches racing for
+        -- the same streams wait for each other in one direction only (never a deadlock).
+        ORDER BY b.stream_id, b.version
         ON CONFLICT (stream_id, version) DO NOTHING
         RETURNING e.stream_id, e.version, e.position, e.tx_id
     )

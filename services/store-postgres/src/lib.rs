@@ -585,6 +585,33 @@ mod tests {
         assert!(versions(&store, "b-stale").await.is_empty());
     }
 
+    /// Two batches in flight for the same streams in opposite orders: each append is stored
+    /// once or refused as a conflict, never a deadlock that fails a whole batch.
+    #[tokio::test]
+    async fn batches_racing_for_the_same_streams_never_deadlock() {
+        let database = eventline_test_support::TestDatabase::postgres().await;
+        let store = PostgresEventStore::connect(&database.url, 4)
+            .await
+            .expect("store");
+        for round in 0..40 {
+            let names: Vec<String> = (0..6).map(|n| format!("r{round}-s{n}")).collect();
+            let forward: Vec<AppendRequest> = names.iter().map(|s| request(s, 0, 2)).collect();
+            let backward: Vec<AppendRequest> = forward.iter().rev().cloned().collect();
+            let (a, b) = tokio::join!(
+                store.appender.write_batch(&forward),
+                store.appender.write_batch(&backward)
+            );
+            for outcome in a.iter().chain(&b) {
+                assert!(
+                    matches!(outcome, Ok(_) | Err(StoreError::Conflict { .. })),
+                    "round {round}: {outcome:?}"
+                );
+            }
+            let stored = a.iter().chain(&b).filter(|o| o.is_ok()).count();
+            assert_eq!(stored, names.len(), "round {round}: each stream once");
+        }
+    }
+
     /// Concurrent appends share commits: far fewer transactions than appends.
     #[tokio::test]
     async fn concurrent_appends_share_commits() {
